@@ -1,0 +1,128 @@
+"""The forward (noising) process of a DDPM as a plain object: no network, no model.
+
+Notation (Ho et al. 2020, "Denoising Diffusion Probabilistic Models"):
+    beta_t        variance added at step t                      t = 0 .. T-1 (diffusers' indexing)
+    alpha_t       = 1 - beta_t
+    alpha_bar_t   = prod_{s<=t} alpha_s                           (how much signal survives to step t)
+    q(x_t | x_0)  = N(sqrt(alpha_bar_t) x_0, (1 - alpha_bar_t) I)                       (eq. 4)
+    SNR(t)        = alpha_bar_t / (1 - alpha_bar_t)
+
+All tables are float64 for exactness and converted to the caller's dtype/device on use.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .config import ScheduleConfig
+
+
+def linear_betas(T: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> torch.Tensor:
+    """Linear beta schedule of Ho et al. 2020 (sec. 4), scaled so T=1000 gives 1e-4 .. 0.02."""
+    return torch.linspace(beta_start, beta_end, T, dtype=torch.float64)
+
+
+def cosine_betas(T: int, s: float = 0.008, max_beta: float = 0.999) -> torch.Tensor:
+    """Cosine schedule of Nichol & Dhariwal 2021 (eq. 17), betas capped at 0.999 (diffusers' squaredcos_cap_v2)."""
+    def f(u: float) -> float:
+        return math.cos((u + s) / (1 + s) * math.pi / 2) ** 2
+
+    betas = [min(1 - f((i + 1) / T) / f(i / T), max_beta) for i in range(T)]
+    return torch.tensor(betas, dtype=torch.float64)
+
+
+class NoiseSchedule:
+    """Precomputed tables of one schedule plus the closed-form maths that uses them.
+
+    Shapes: `t` is an int64 tensor (B,) of timesteps in [0, T); images are (B, C, H, W) in [-1, 1].
+    """
+
+    def __init__(self, config: ScheduleConfig | None = None) -> None:
+        self.config = config or ScheduleConfig()
+        c = self.config
+        if c.kind == "linear":
+            self.betas = linear_betas(c.T, c.beta_start, c.beta_end)
+        else:
+            self.betas = cosine_betas(c.T)
+        self.T = c.T
+        self.alphas = 1.0 - self.betas
+        self.alpha_bar = torch.cumprod(self.alphas, dim=0)                                   # (T,)
+        self.alpha_bar_prev = torch.cat([torch.ones(1, dtype=torch.float64), self.alpha_bar[:-1]])
+        # Posterior q(x_{t-1} | x_t, x_0) = N(mean, variance)  (Ho et al. eq. 6-7)
+        self.posterior_variance = self.betas * (1 - self.alpha_bar_prev) / (1 - self.alpha_bar)
+        self.posterior_mean_coef_x0 = self.betas * self.alpha_bar_prev.sqrt() / (1 - self.alpha_bar)
+        self.posterior_mean_coef_xt = (1 - self.alpha_bar_prev) * self.alphas.sqrt() / (1 - self.alpha_bar)
+        self._cache: dict[tuple, dict[str, torch.Tensor]] = {}
+
+    # -- helpers -------------------------------------------------------------------------------------------------
+    def _table(self, name: str, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """Gather table[name][t] as (B, 1, 1, 1) in like's dtype/device (tables cached per dtype/device)."""
+        key = (like.dtype, like.device)
+        tables = self._cache.get(key)
+        if tables is None:
+            tables = {}
+            self._cache[key] = tables
+        if name not in tables:
+            tables[name] = getattr(self, name).to(device=like.device, dtype=like.dtype)
+        return tables[name][t].view(-1, *([1] * (like.dim() - 1)))
+
+    def check_t(self, t: torch.Tensor) -> torch.Tensor:
+        t = torch.as_tensor(t, dtype=torch.long)
+        if t.numel() and (int(t.min()) < 0 or int(t.max()) >= self.T):
+            raise ValueError(f"timestep must be in [0, {self.T - 1}], got {t.tolist()}")
+        return t
+
+    @property
+    def snr(self) -> torch.Tensor:
+        """Signal-to-noise ratio alpha_bar / (1 - alpha_bar) for every t, (T,) float64."""
+        return self.alpha_bar / (1 - self.alpha_bar)
+
+    def snr_db(self) -> torch.Tensor:
+        return 10 * torch.log10(self.snr)
+
+    # -- the forward process --------------------------------------------------------------------------------------
+    def q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor | None = None,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        """Draw x_t ~ q(x_t | x_0) = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) noise   (eq. 4).
+
+        x0: (B, C, H, W); t: (B,) int; noise: optional (B, C, H, W) standard normal (drawn if None).
+        """
+        t = self.check_t(t).to(x0.device)
+        if noise is None:
+            noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
+        return self._table("alpha_bar", t, x0).sqrt() * x0 + (1 - self._table("alpha_bar", t, x0)).sqrt() * noise
+
+    # alias with the diffusers name, so code and tests read naturally against DDPMScheduler.add_noise
+    add_noise = q_sample
+
+    def predict_x0_from_eps(self, x_t: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        """x0_pred = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)   (eq. 4 solved for x0)."""
+        ab = self._table("alpha_bar", t, x_t)
+        return (x_t - (1 - ab).sqrt() * eps) / ab.sqrt()
+
+    def predict_eps_from_x0(self, x_t: torch.Tensor, t: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
+        ab = self._table("alpha_bar", t, x_t)
+        return (x_t - ab.sqrt() * x0) / (1 - ab).sqrt()
+
+    def q_posterior(self, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and variance of q(x_{t-1} | x_t, x_0)   (eq. 6-7). Variance is (B, 1, 1, 1)."""
+        mean = self._table("posterior_mean_coef_x0", t, x_t) * x0 + self._table("posterior_mean_coef_xt", t, x_t) * x_t
+        return mean, self._table("posterior_variance", t, x_t)
+
+    def signal_noise_coefficients(self, t: int) -> tuple[float, float]:
+        """(sqrt(alpha_bar_t), sqrt(1 - alpha_bar_t)) as plain floats: the numbers in the closed form."""
+        ab = float(self.alpha_bar[int(t)])
+        return math.sqrt(ab), math.sqrt(1 - ab)
+
+    def timesteps(self, steps: int) -> list[int]:
+        """`steps` timesteps from T-1 down to 0 for a strided sampler, with "trailing" spacing.
+
+        Trailing spacing (Lin et al. 2023, "Common Diffusion Noise Schedules and Sample Steps are Flawed",
+        table 2) always starts at t = T-1, where the chain is pure noise, unlike diffusers' default "leading"
+        spacing, which would start a 25-step DDIM at t = 960.
+        """
+        if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= self.T:
+            raise ValueError(f"sampling steps must be between 1 and T={self.T}, got {steps!r}")
+        ratio = self.T / steps
+        return [int(round(self.T - i * ratio)) - 1 for i in range(steps)]

@@ -1,0 +1,93 @@
+"""Per-block summary of a denoiser for a given input: shapes, parameters and FLOPs.
+
+Uses forward hooks on the model's named blocks and torch's own FlopCounterMode (no extra dependency), so the
+Architecture page and `python -m engine summary` describe the model that is actually loaded.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+from torch.utils.flop_counter import FlopCounterMode
+
+
+@dataclass(frozen=True)
+class BlockInfo:
+    name: str
+    kind: str
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    params: int
+    flops: int  # per image, forward
+
+
+def _blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The blocks worth one row each: stem, every residual/attention block, down/up-samplers, head."""
+    rows = []
+    for name, mod in model.named_modules():
+        kind = type(mod).__name__
+        if name in ("stem", "head") or kind in ("ResBlock", "SelfAttention"):
+            rows.append((name, mod))
+        elif (name.startswith("downsample.") or name.startswith("upsample.")) and name.count(".") == 1 \
+                and not isinstance(mod, nn.Identity):
+            rows.append((name, mod))
+    return rows
+
+
+def model_summary(model: nn.Module, batch: int = 1) -> list[BlockInfo]:
+    """One BlockInfo per block, in execution order, for a (batch, C, H, W) input at t = 500, class 0."""
+    cfg = model.cfg
+    device = next(model.parameters()).device
+    x = torch.zeros(batch, cfg.in_channels, cfg.image_size, cfg.image_size, device=device)
+    t = torch.full((batch,), 500, dtype=torch.long, device=device)
+    y = torch.zeros(batch, dtype=torch.long, device=device)
+    records: dict[str, dict] = {}
+    order: list[str] = []
+    hooks = []
+    flop_counter = FlopCounterMode(display=False)
+    for name, mod in _blocks(model):
+        def pre(m, args, name=name):
+            records.setdefault(name, {})["in"] = tuple(args[0].shape)
+            order.append(name)
+        def post(m, args, out, name=name):
+            records[name]["out"] = tuple(out.shape)
+        hooks.append(mod.register_forward_pre_hook(pre))
+        hooks.append(mod.register_forward_hook(post))
+    try:
+        with torch.no_grad(), flop_counter:
+            model(x, t, y)
+    finally:
+        for h in hooks:
+            h.remove()
+    flops_by_module = flop_counter.get_flop_counts()
+    named = dict(_blocks(model))
+    out = []
+    for name in order:
+        mod = named[name]
+        key = f"{type(model).__name__}.{name}"
+        flops = sum(flops_by_module.get(key, {}).values())
+        out.append(BlockInfo(name, type(mod).__name__ if not isinstance(mod, nn.Sequential) else "Sequential",
+                             records[name]["in"], records[name]["out"],
+                             sum(p.numel() for p in mod.parameters()), int(flops // batch)))
+    return out
+
+
+def total_flops(model: nn.Module) -> int:
+    """Forward FLOPs per image (multiply-add = 2 FLOPs), all layers included."""
+    cfg = model.cfg
+    device = next(model.parameters()).device
+    x = torch.zeros(1, cfg.in_channels, cfg.image_size, cfg.image_size, device=device)
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(x, torch.zeros(1, dtype=torch.long, device=device), torch.zeros(1, dtype=torch.long, device=device))
+    return int(counter.get_total_flops())
+
+
+def format_summary(rows: list[BlockInfo], model: nn.Module | None = None) -> str:
+    lines = [f"{'block':<18} {'kind':<14} {'input':<18} {'output':<18} {'params':>9} {'MFLOP':>8}"]
+    for r in rows:
+        lines.append(f"{r.name:<18} {r.kind:<14} {str(r.in_shape):<18} {str(r.out_shape):<18} "
+                     f"{r.params:>9,} {r.flops / 1e6:>8.1f}")
+    lines.append(f"{'total (blocks)':<70} {sum(r.params for r in rows):>9,} {sum(r.flops for r in rows) / 1e6:>8.1f}")
+    return "\n".join(lines)

@@ -1,0 +1,33 @@
+"""Shared fixtures. The default run needs no network and no GPU: offline flags are set before any import."""
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(1)  # two cores: keep one for whatever else runs (and tests stay deterministic)
+
+from engine.config import ModelConfig, SampleConfig, ScheduleConfig, TrainConfig  # noqa: E402
+from engine.unet import build_model  # noqa: E402
+
+TINY_MODEL = ModelConfig(base_channels=8, channel_mults=(1, 2), attention=True, num_heads=2)
+TINY_SCHEDULE = ScheduleConfig(kind="cosine", T=50)
+TINY_TRAIN = TrainConfig(steps=30, batch_size=16, lr=2e-3, warmup_steps=2, checkpoint_every=10, sample_every=10,
+                         log_every=5)
+TINY_SAMPLE = SampleConfig(sampler="ddim", steps=5, guidance=1.0)
+
+
+@pytest.fixture
+def tiny_model():
+    torch.manual_seed(0)
+    model = build_model(TINY_MODEL)
+    # The zero-initialised output layer makes a fresh model predict eps = 0 exactly; perturb it so
+    # tests see a non-trivial network.
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return model.eval()
+
+

@@ -1,0 +1,60 @@
+import pytest
+import torch
+
+from engine.config import ModelConfig
+from engine.summary import format_summary, model_summary, total_flops
+from engine.unet import build_model, count_parameters, sinusoidal_embedding
+
+from .conftest import TINY_MODEL
+
+
+@pytest.mark.parametrize("changes", [
+    {}, {"skip_connections": False}, {"time_embedding": False}, {"class_embedding": False},
+    {"arch": "cnn", "attention": False}, {"style_dim": 2}, {"num_res_blocks": 2}, {"channel_mults": (1, 2, 2)},
+])
+def test_every_variant_maps_images_to_same_shape(changes):
+    model = build_model(TINY_MODEL.replace(**changes))
+    x = torch.randn(3, 1, 28, 28)
+    style = torch.tensor([[0.5, -0.2], [float("nan"), float("nan")], [0.0, 1.0]]) if changes.get("style_dim") else None
+    out = model(x, torch.tensor([0, 10, 49]), torch.tensor([1, 10, 3]), style)
+    assert out.shape == x.shape
+
+
+def test_zero_initialised_head_predicts_zero_noise():
+    model = build_model(TINY_MODEL)
+    assert torch.count_nonzero(model(torch.randn(2, 1, 28, 28), torch.tensor([1, 2]), torch.tensor([0, 1]))) == 0
+
+
+def test_ablations_change_the_network():
+    base = build_model(TINY_MODEL)
+    no_skip = build_model(TINY_MODEL.replace(skip_connections=False))
+    no_time = build_model(TINY_MODEL.replace(time_embedding=False))
+    assert count_parameters(no_skip) < count_parameters(base)
+    assert no_time.cond.time_mlp is None and base.cond.time_mlp is not None
+
+
+def test_time_and_class_inputs_matter(tiny_model):
+    x = torch.randn(1, 1, 28, 28)
+    a = tiny_model(x, torch.tensor([5]), torch.tensor([3]))
+    assert not torch.allclose(a, tiny_model(x, torch.tensor([45]), torch.tensor([3])))
+    assert not torch.allclose(a, tiny_model(x, torch.tensor([5]), torch.tensor([8])))
+
+
+def test_sinusoidal_embedding_is_distinct_per_t():
+    e = sinusoidal_embedding(torch.arange(100), 32)
+    assert e.shape == (100, 32)
+    d = torch.cdist(e, e) + torch.eye(100) * 10
+    assert d.min() > 1e-3
+
+
+def test_summary_lists_levels_with_shapes_and_flops():
+    model = build_model(ModelConfig())
+    rows = model_summary(model)
+    names = [r.name for r in rows]
+    assert names[0] == "stem" and names[-1] == "head" and "mid_attn" in names
+    down = {r.name: r for r in rows}
+    assert down["downsample.0"].out_shape == (1, 32, 14, 14)
+    assert down["up.2.0"].in_shape == (1, 64, 28, 28)         # 32 upsampled + 32 from the skip
+    assert sum(r.params for r in rows) <= count_parameters(model)
+    assert 0.8 * total_flops(model) < sum(r.flops for r in rows) <= total_flops(model)
+    assert "total" in format_summary(rows)
