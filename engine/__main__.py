@@ -23,13 +23,13 @@ def _set_threads(n: int | None) -> None:
 
 
 def cmd_train(a: argparse.Namespace) -> int:
-    import numpy as np
     import torch
     from tqdm import tqdm
 
+    from .checkpoints import CheckpointError
     from .config import ModelConfig, SampleConfig, ScheduleConfig, TrainConfig
     from .presets import get_preset
-    from .training import SNAPSHOTS, TrainingRun, pick_device
+    from .training import TrainingRun, pick_device
 
     _set_threads(a.threads)
     device = pick_device(a.device)
@@ -60,25 +60,21 @@ def cmd_train(a: argparse.Namespace) -> int:
     from .unet import count_parameters
     print(f"training {count_parameters(run.model) / 1e6:.3f} M params on {device} "
           f"({torch.get_num_threads()} threads), {tc.steps} steps of {tc.batch_size} images -> {out}")
-    bar = tqdm(total=tc.steps, initial=run.step_count, unit="step", dynamic_ncols=True)
-    t_last, n_last = time.perf_counter(), run.images_seen
+    if a.snapshots:
+        try:
+            from .judge import load_judge
+            run.judge = load_judge()
+        except CheckpointError as e:  # the judge is optional for training: say so and go on
+            print(f"note: no judge accuracy in the log ({e})")
+    bar = tqdm(total=tc.steps, initial=run.step_count, unit="step", dynamic_ncols=True, mininterval=2)
     try:
         while not run.done:
-            r = run.step()
+            ev = run.train_one(snapshots=a.snapshots)
             bar.update(1)
-            if run.step_count % tc.log_every == 0 or run.done:
-                now = time.perf_counter()
-                ips = (run.images_seen - n_last) / max(now - t_last, 1e-9)
-                t_last, n_last = now, run.images_seen
-                run.log({"step": run.step_count, "loss": r.loss, "lr": r.lr, "images_per_s": round(ips, 1),
-                         "wall_time_s": round(run.wall_time, 2)})
-                bar.set_postfix(loss=f"{r.loss:.4f}", img_s=f"{ips:.0f}")
-            if a.snapshots and (run.step_count % tc.sample_every == 0 or run.done):
-                snap = run.snapshot()
-                (out / SNAPSHOTS).mkdir(parents=True, exist_ok=True)
-                np.save(out / SNAPSHOTS / f"step-{run.step_count:07d}.npy", snap.numpy())
-            if run.step_count % tc.checkpoint_every == 0 or run.done:
-                run.save()
+            if ev.logged:
+                bar.set_postfix(loss=f"{ev.result.loss:.4f}", img_s=f"{ev.logged['images_per_s']:.0f}")
+            if ev.judged:
+                bar.write(f"step {run.step_count}: judge accuracy {ev.judged['judge_accuracy']:.0%}")
     except KeyboardInterrupt:
         bar.close()
         print(f"\ninterrupted at step {run.step_count}; last checkpoint kept. Continue with --resume.")
@@ -119,6 +115,55 @@ def cmd_sample(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(a: argparse.Namespace) -> int:
+    import torch
+
+    from .cache import SampleCache
+    from .checkpoints import load_checkpoint
+    from .data import load as load_data
+    from .judge import load_judge
+    from .metrics import quality_report
+    from .sampling import class_labels, sample_cached
+    from .training import pick_device
+
+    _set_threads(a.threads)
+    ck = load_checkpoint(a.checkpoint, pick_device(a.device))
+    cfg = ck.recommended.replace(**{k: v for k, v in dict(guidance=a.guidance, sampler=a.sampler, steps=a.steps,
+                                                          seed=a.seed, eta=a.eta).items() if v is not None})
+    judge = load_judge(a.judge)
+    train, held = load_data(ck.train_config.dataset if ck.train_config else "mnist-5k")
+    labels = class_labels(a.per_class)
+    cache = None if a.no_cache else SampleCache()
+    t0 = time.perf_counter()
+    misses = cache.misses if cache else 0
+    samples = sample_cached(ck, labels, cfg, cache=cache)
+    dt = time.perf_counter() - t0
+    computed = cache is None or cache.misses > misses
+    report = quality_report(judge, samples, labels, train.images, held.images, held.labels)
+    report.update(checkpoint=str(a.checkpoint), checkpoint_sha256=ck.sha256, step=ck.step, n_samples=len(labels),
+                  sample_config=cfg.to_dict(), samples_per_s=round(len(labels) / dt, 2) if computed else None,
+                  from_cache=not computed, sampling_seconds=round(dt, 2) if computed else None,
+                  device=str(next(ck.model.parameters()).device), threads=torch.get_num_threads(),
+                  command=_command_line())
+    pc = report["per_class_accuracy"]
+    m = report["memorisation"]
+    print(f"checkpoint {a.checkpoint} (step {ck.step}), {len(labels)} samples: {cfg.sampler}-{cfg.steps}, "
+          f"guidance {cfg.guidance}, seed {cfg.seed}" + (" [from cache]" if not computed else
+                                                          f", {report['samples_per_s']} samples/s"))
+    print(f"  judge accuracy      {report['accuracy']:.2%}   mean true-class confidence {report['confidence']:.3f}")
+    print("  per class           " + "  ".join(f"{c}:{v:.0%}" for c, v in pc.items()))
+    print(f"  Frechet distance    {report['frechet_distance']:.2f}   real-vs-real baseline "
+          f"{report['frechet_baseline_train_vs_heldout']:.2f}   ratio {report['frechet_ratio_to_baseline']:.2f}x")
+    print(f"  diversity           {report['diversity_mean']:.2f} of real digits' within-class spread")
+    print(f"  memorisation        {m['fraction_closer_than_threshold']:.1%} of samples closer to a training digit "
+          f"than {1 - m['quantile']:.0%} of held-out digits are (expected ~{m['quantile']:.0%})")
+    if a.out:
+        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.out).write_text(json.dumps(report, indent=2))
+        print(f"  report written to {a.out}")
+    return 0
+
+
 def cmd_summary(a: argparse.Namespace) -> int:
     from .config import ModelConfig
     from .presets import get_preset
@@ -131,6 +176,26 @@ def cmd_summary(a: argparse.Namespace) -> int:
     else:
         model = build_model(get_preset(a.preset).model if a.preset else ModelConfig())
     print(format_summary(model_summary(model)))
+    return 0
+
+
+def cmd_train_judge(a: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .judge import save_judge, train_judge
+
+    _set_threads(a.threads)
+    bar = tqdm(total=a.epochs, unit="epoch")
+
+    def progress(epoch: int, total: int, loss: float) -> None:
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.3f}")
+
+    judge, report = train_judge(a.dataset, epochs=a.epochs, seed=a.seed, progress=progress)
+    bar.close()
+    save_judge(judge, a.out, report, _command_line())
+    print(f"judge: {report['heldout_accuracy']:.2%} on the {report['heldout_n']} held-out digits "
+          f"({report['train_seconds']:.0f} s) -> {a.out}")
     return 0
 
 
@@ -169,6 +234,29 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="auto")
     s.add_argument("--threads", type=int)
     s.set_defaults(func=cmd_sample)
+
+    j = sub.add_parser("train-judge", help="train the digit classifier that judges generated samples")
+    j.add_argument("--dataset", default="mnist-5k", choices=["mnist-5k", "mnist", "fashion-mnist"])
+    j.add_argument("--epochs", type=int, default=30)
+    j.add_argument("--seed", type=int, default=0)
+    j.add_argument("--out", default="checkpoints/judge")
+    j.add_argument("--threads", type=int)
+    j.set_defaults(func=cmd_train_judge)
+
+    e = sub.add_parser("evaluate", help="judge accuracy, Frechet distance, diversity, memorisation of samples")
+    e.add_argument("--checkpoint", default="checkpoints/default")
+    e.add_argument("--per-class", type=int, default=100)
+    e.add_argument("--guidance", type=float)
+    e.add_argument("--sampler", choices=["ddim", "ddpm"])
+    e.add_argument("--steps", type=int)
+    e.add_argument("--eta", type=float)
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--judge", default=str(Path(__file__).resolve().parent.parent / "checkpoints" / "judge"))
+    e.add_argument("--no-cache", action="store_true")
+    e.add_argument("--out", help="write the full report as JSON")
+    e.add_argument("--device", default="auto")
+    e.add_argument("--threads", type=int)
+    e.set_defaults(func=cmd_evaluate)
 
     m = sub.add_parser("summary", help="per-block shapes, parameters and FLOPs of a model")
     m.add_argument("--preset")

@@ -119,17 +119,14 @@ def optimizer_from_tensors(opt: torch.optim.Optimizer, tensors: dict[str, torch.
     opt.load_state_dict({"state": state, "param_groups": groups["param_groups"]})
 
 
-def save_checkpoint(path: str | Path, *, model: torch.nn.Module, ema_model: torch.nn.Module | None,
-                    model_config: ModelConfig, schedule_config: ScheduleConfig, train_config: TrainConfig | None,
-                    recommended: SampleConfig | None = None, step: int = 0, meta: dict[str, Any] | None = None,
-                    optimizer: torch.optim.Optimizer | None = None, kind: str = "diffusion",
-                    overwrite: bool = False, keep_sidecars: bool = False) -> Path:
-    """Write a checkpoint folder atomically and return its path.
+def write_folder(path: str | Path, tensors: dict[str, dict[str, torch.Tensor]], config: dict[str, Any],
+                 meta: dict[str, Any], *, overwrite: bool = False, keep_sidecars: bool = False) -> Path:
+    """Write a model folder atomically: one safetensors file per entry of `tensors`, config.json, meta.json.
 
-    With overwrite=True an existing folder is replaced: the new one is completed first, the old one moved
-    aside, the new one renamed in, the old one deleted; a crash in between leaves one complete copy, which
-    `recover_checkpoint` puts back. keep_sidecars copies the old folder's other files (metrics, snapshots,
-    reports) into the new one.
+    meta.json gets the sha256 of every weights file. With overwrite=True an existing folder is replaced: the
+    new one is completed first, the old one moved aside, the new one renamed in, the old one deleted; a crash
+    in between leaves one complete copy, which `recover_checkpoint` puts back. keep_sidecars copies the old
+    folder's other files (metrics, snapshots, reports) into the new one.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -137,28 +134,23 @@ def save_checkpoint(path: str | Path, *, model: torch.nn.Module, ema_model: torc
         raise CheckpointError(f"{path} already exists; choose another name or pass overwrite")
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
     try:
-        tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        if ema_model is not None:
-            tensors.update({f"ema.{k}": v.detach().cpu().clone() for k, v in ema_model.state_dict().items()})
-        save_file(tensors, str(tmp / WEIGHTS), metadata={"format": "diffusion-lab", "step": str(step)})
-        hashes = {WEIGHTS: sha256_file(tmp / WEIGHTS)}
-        opt_groups = None
-        if optimizer is not None:
-            opt_tensors, opt_groups = optimizer_to_tensors(optimizer)
-            save_file(opt_tensors, str(tmp / OPTIMIZER))
-            hashes[OPTIMIZER] = sha256_file(tmp / OPTIMIZER)
-        config = {
-            "kind": kind,
-            "model": model_config.to_dict(),
-            "schedule": schedule_config.to_dict(),
-            "train": train_config.to_dict() if train_config else None,
-            "recommended": (recommended or SampleConfig()).to_dict(),
-        }
-        full_meta = {"step": step, "sha256": hashes, "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                     "optimizer_param_groups": opt_groups, **(meta or {})}
+        hashes = {}
+        for filename, named in tensors.items():
+            save_file(named, str(tmp / filename), metadata={"format": "diffusion-lab"})
+            hashes[filename] = sha256_file(tmp / filename)
+        full_meta = {"sha256": hashes, "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **meta}
         for name, data in ((CONFIG, config), (META, full_meta)):
             with open(tmp / name, "w") as f:
                 json.dump(data, f, indent=2, sort_keys=True)
+        if path.exists() and keep_sidecars:
+            managed = set(tensors) | {WEIGHTS, OPTIMIZER, CONFIG, META}
+            for item in path.iterdir():
+                if item.name in managed or item.name.startswith("."):
+                    continue
+                if item.is_dir():
+                    shutil.copytree(item, tmp / item.name)
+                else:
+                    shutil.copy2(item, tmp / item.name)
         os.chmod(tmp, 0o755)                                   # mkdtemp makes 0700; checkpoints are shared
         for f in tmp.iterdir():
             if f.is_file():
@@ -166,16 +158,6 @@ def save_checkpoint(path: str | Path, *, model: torch.nn.Module, ema_model: torc
                 with open(f, "rb") as fh:
                     os.fsync(fh.fileno())
         _fsync_dir(tmp)
-        if path.exists() and keep_sidecars:
-            managed = {WEIGHTS, OPTIMIZER, CONFIG, META}
-            for item in path.iterdir():
-                if item.name in managed or item.name.startswith("."):
-                    continue
-                dest = tmp / item.name
-                if item.is_dir():
-                    shutil.copytree(item, dest)
-                else:
-                    shutil.copy2(item, dest)
         if path.exists():
             old = path.with_name(f".{path.name}.old-{os.getpid()}")
             os.rename(path, old)
@@ -188,6 +170,38 @@ def save_checkpoint(path: str | Path, *, model: torch.nn.Module, ema_model: torc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def state_tensors(module: torch.nn.Module, prefix: str = "") -> dict[str, torch.Tensor]:
+    """A module's state dict as independent, contiguous CPU tensors (what safetensors can store)."""
+    return {f"{prefix}{k}": v.detach().cpu().clone().contiguous() for k, v in module.state_dict().items()}
+
+
+def save_checkpoint(path: str | Path, *, model: torch.nn.Module, ema_model: torch.nn.Module | None,
+                    model_config: ModelConfig, schedule_config: ScheduleConfig, train_config: TrainConfig | None,
+                    recommended: SampleConfig | None = None, step: int = 0, meta: dict[str, Any] | None = None,
+                    optimizer: torch.optim.Optimizer | None = None, overwrite: bool = False,
+                    keep_sidecars: bool = False, include_raw: bool = True) -> Path:
+    """Write a diffusion checkpoint folder atomically (see write_folder) and return its path.
+
+    include_raw=False keeps only the EMA weights: half the size, enough to sample (shipped models).
+    """
+    tensors = state_tensors(model, "model.") if include_raw or ema_model is None else {}
+    if ema_model is not None:
+        tensors.update(state_tensors(ema_model, "ema."))
+    files = {WEIGHTS: tensors}
+    opt_groups = None
+    if optimizer is not None:
+        files[OPTIMIZER], opt_groups = optimizer_to_tensors(optimizer)
+    config = {
+        "kind": "diffusion",
+        "model": model_config.to_dict(),
+        "schedule": schedule_config.to_dict(),
+        "train": train_config.to_dict() if train_config else None,
+        "recommended": (recommended or SampleConfig()).to_dict(),
+    }
+    full_meta = {"step": step, "optimizer_param_groups": opt_groups, **(meta or {})}
+    return write_folder(path, files, config, full_meta, overwrite=overwrite, keep_sidecars=keep_sidecars)
 
 
 def recover_checkpoint(path: str | Path) -> bool:
@@ -212,6 +226,20 @@ def _read_json(path: Path) -> dict:
     if not isinstance(data, dict):
         raise CheckpointError(f"{path} must hold a JSON object")
     return data
+
+
+def read_tensors(folder: str | Path, filename: str = WEIGHTS, verify: bool = True) -> dict[str, torch.Tensor]:
+    """The tensors of one weights file in a model folder, checked against meta.json's sha256."""
+    folder = Path(folder)
+    recover_checkpoint(folder)
+    _, meta = read_configs(folder)
+    hashes = meta.get("sha256", {}) if isinstance(meta.get("sha256"), dict) else {}
+    return _load_safetensors(folder / filename, hashes.get(filename) if verify else None)
+
+
+def load_state(model: torch.nn.Module, tensors: dict[str, torch.Tensor], prefix: str, path: Path) -> None:
+    """Load `prefix*` tensors into `model`, or raise CheckpointError saying what does not match."""
+    _load_state(model, tensors, prefix, path)
 
 
 def _load_safetensors(path: Path, expected_sha: str | None) -> dict[str, torch.Tensor]:

@@ -185,3 +185,29 @@ def class_labels(per_class: int, classes: Sequence[int] = tuple(range(10))) -> t
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
     """Display edge: [-1, 1] images (B, 1, H, W) -> (B, H, W) uint8 with 0 = background, 255 = ink (MNIST)."""
     return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)[:, 0]
+
+
+def sample_cached(checkpoint, labels: torch.Tensor, config: SampleConfig, seeds: Sequence[int] | None = None,
+                  cache=None, batch: int = 250, schedule: NoiseSchedule | None = None) -> torch.Tensor:
+    """Final samples of a loaded Checkpoint through the content-addressed SampleCache (if given).
+
+    The key covers the weights' sha256, the full sampler config, the seeds and the labels, so a hit is
+    exactly what sampling would return. Returns (B, C, H, W) in [-1, 1] on the CPU.
+    """
+    from .cache import cache_key
+
+    if seeds is None:
+        seeds = [config.seed + i for i in range(labels.shape[0])]
+    seeds = [int(s) for s in seeds]
+    schedule = schedule or NoiseSchedule(checkpoint.schedule_config)
+
+    def compute() -> dict[str, torch.Tensor]:
+        parts = []
+        for i in range(0, labels.shape[0], batch):
+            parts.append(sample(checkpoint.model, schedule, labels[i:i + batch], config, seeds=seeds[i:i + batch]).cpu())
+        return {"images": torch.cat(parts) if parts else torch.empty(0, 1, 28, 28)}
+
+    if cache is None or not checkpoint.sha256:
+        return compute()["images"]
+    key = cache_key(weights=checkpoint.sha256, sample=config.to_dict(), seeds=seeds, labels=labels.tolist())
+    return cache.get_or_compute(key, compute)["images"]

@@ -157,6 +157,17 @@ def pick_device(requested: str = "auto") -> torch.device:
     return torch.device(requested)
 
 
+@dataclass
+class StepEvents:
+    """What one `TrainingRun.train_one` call did besides the step itself."""
+
+    result: StepResult
+    logged: dict | None = None
+    snapshot: torch.Tensor | None = None
+    judged: dict | None = None
+    checkpoint: _Path | None = None
+
+
 METRICS = "metrics.jsonl"
 SNAPSHOTS = "snapshots"
 
@@ -191,6 +202,10 @@ class TrainingRun:
         self.step_count = 0
         self.wall_time = 0.0
         self.images_seen = 0
+        self.resume_commands: list[str] = []
+        self.judge = None                      # set to a Judge to log judge accuracy with every snapshot
+        self.loss_by_bucket: list[float | None] = [None] * 10
+        self._rate_mark: tuple[float, int] | None = None
 
     # -- resume ----------------------------------------------------------------------------------------------------
     @classmethod
@@ -204,7 +219,8 @@ class TrainingRun:
         if steps is not None and steps != tc.steps:
             tc = tc.replace(steps=steps)
         run = cls(ck.model_config, ck.schedule_config, tc, ck.recommended, out, device,
-                  command or ck.meta.get("command", ""))
+                  ck.meta.get("command", "") or command)
+        run.resume_commands = list(ck.meta.get("resume_commands", [])) + ([command] if command else [])
         run.model.load_state_dict(ck.raw_model.state_dict())
         run.ema.model.load_state_dict(ck.model.state_dict())
         run.ema.updates = int(ck.meta.get("ema_updates", ck.step))
@@ -258,6 +274,7 @@ class TrainingRun:
             "dataset": self.train_config.dataset, "command": self.command, "device": str(self.device),
             "wall_time_s": round(self.wall_time, 2), "images_seen": self.images_seen,
             "ema_updates": self.ema.updates, "generator_seed_offset": self.step_count,
+            "resume_commands": self.resume_commands,
             "torch": torch.__version__, **(extra_meta or {}),
         }
         # The generator is reseeded from the step on save, so a resumed run draws the same noise afterwards.
@@ -267,6 +284,60 @@ class TrainingRun:
                                    train_config=self.train_config, recommended=self.recommended,
                                    step=self.step_count, meta=meta, optimizer=self.optimizer, overwrite=True,
                                    keep_sidecars=True)
+
+    def train_one(self, snapshots: bool = True) -> "StepEvents":
+        """One step plus the periodic work: metrics log, fixed-seed snapshot (+ judge), atomic checkpoint."""
+        tc = self.train_config
+        r = self.step()
+        self._update_buckets(r)
+        ev = StepEvents(r)
+        now = _time.perf_counter()
+        if self._rate_mark is None:
+            self._rate_mark = (now - 1e-3, self.images_seen - r.t.shape[0])
+        if self.step_count % tc.log_every == 0 or self.done:
+            t_mark, n_mark = self._rate_mark
+            ips = (self.images_seen - n_mark) / max(now - t_mark, 1e-9)
+            self._rate_mark = (now, self.images_seen)
+            ev.logged = {"step": self.step_count, "loss": round(r.loss, 6), "lr": r.lr,
+                         "images_per_s": round(ips, 1), "wall_time_s": round(self.wall_time, 2)}
+            self.log(ev.logged)
+        if snapshots and (self.step_count % tc.sample_every == 0 or self.done):
+            import numpy as np
+
+            snap = self.snapshot()
+            (self.out / SNAPSHOTS).mkdir(parents=True, exist_ok=True)
+            np.save(self.out / SNAPSHOTS / f"step-{self.step_count:07d}.npy", snap.numpy())
+            ev.snapshot = snap
+            if self.judge is not None:
+                ev.judged = self.judge_samples()
+                self.log({"step": self.step_count, **ev.judged})
+        if self.step_count % tc.checkpoint_every == 0 or self.done:
+            ev.checkpoint = self.save()
+        return ev
+
+    def _update_buckets(self, r: StepResult) -> None:
+        """Running mean (EMA, 0.05) of the unweighted loss in 10 timestep buckets (0-10 % of T, ...)."""
+        b = (r.t * 10 // self.schedule.T).clamp(max=9)
+        for k in range(10):
+            m = b == k
+            if m.any():
+                v = float(r.loss_per_image[m].mean())
+                old = self.loss_by_bucket[k]
+                self.loss_by_bucket[k] = v if old is None else 0.95 * old + 0.05 * v
+
+    @torch.inference_mode()
+    def judge_samples(self, per_class: int = 5, steps: int = 10, seed: int = 4321) -> dict:
+        """Judge accuracy of a small fixed-seed sample of the EMA model (DDIM-`steps`, recommended guidance)."""
+        from .metrics import class_scores
+        from .judge import predict
+        from .sampling import class_labels, sample
+
+        labels = class_labels(per_class)
+        x = sample(self.ema.model, self.schedule, labels,
+                   self.recommended.replace(seed=seed, steps=min(steps, self.schedule.T), sampler="ddim"))
+        probs, _ = predict(self.judge, x.cpu())
+        sc = class_scores(probs, labels)
+        return {"judge_accuracy": sc["accuracy"], "judge_per_class": sc["per_class_accuracy"]}
 
     @torch.inference_mode()
     def snapshot(self, per_class: int = 2, seed: int = 1234) -> torch.Tensor:
@@ -289,4 +360,267 @@ def read_metrics(path: str | _Path) -> list[dict]:
             out.append(_json.loads(line))
         except _json.JSONDecodeError:
             continue
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The background Trainer: one per server process, one run at a time, in a daemon thread that never touches
+# the UI. Outside code calls start / pause / resume / stop and reads immutable TrainerStatus snapshots.
+# ---------------------------------------------------------------------------------------------------------------
+import os as _os
+import re as _re
+import threading as _threading
+import traceback as _traceback
+
+RUN_NAME = _re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,47}$")
+DEFAULT_RUNS_ROOT = _Path(__file__).resolve().parent.parent / "checkpoints" / "runs"
+
+
+class TrainerBusy(RuntimeError):
+    """A second start while a run is active (one machine, one training job)."""
+
+
+def check_run_name(name: str) -> str:
+    if not isinstance(name, str) or not RUN_NAME.match(name) or ".." in name:
+        raise ValueError(f"run name must be 1-48 letters, digits, '-', '_' or '.', with no path separators; "
+                         f"got {name!r}")
+    return name
+
+
+def training_threads() -> int:
+    """Threads for the training thread: leave one core for the web server and the pages on small machines.
+
+    Measured on the 2-core CPU: with both cores busy in torch, the UI's own small tensor ops slowed by ~70x;
+    one training thread costs ~35 % of two-thread throughput and keeps every page responsive.
+    """
+    cores = _os.cpu_count() or 1
+    return max(1, cores - 1) if cores <= 4 else cores - 2
+
+
+@dataclass(frozen=True)
+class TrainerStatus:
+    """An immutable snapshot of the Trainer; safe to read from any page, any session."""
+
+    state: str                         # idle | running | paused | stopping | finished | failed
+    run_name: str | None = None
+    step: int = 0
+    total: int = 0
+    device: str = "cpu"
+    images_per_s: float = 0.0
+    eta_s: float | None = None
+    loss_history: tuple = ()           # ((step, loss), ...) downsampled to <= 2000 points
+    loss_by_bucket: tuple = (None,) * 10
+    snapshots: tuple = ()              # ((step, uint8 array (20, 28, 28)), ...)
+    judge_history: tuple = ()          # ((step, accuracy, {class: accuracy}), ...)
+    last_checkpoint: str | None = None
+    error: str | None = None
+    message: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.state in ("running", "paused", "stopping")
+
+
+class Trainer:
+    """Runs one TrainingRun at a time in a daemon thread.
+
+    All mutable state lives behind `self._lock`; the thread publishes a fresh TrainerStatus after each step,
+    so readers never see a half-updated object. The thread never calls Streamlit.
+    """
+
+    def __init__(self, runs_root: str | _Path = DEFAULT_RUNS_ROOT, judge_loader=None,
+                 threads: int | None = None) -> None:
+        self.runs_root = _Path(runs_root)
+        self._judge_loader = judge_loader
+        self._threads = threads
+        self._lock = _threading.Lock()
+        self._pause = _threading.Event()
+        self._stop = _threading.Event()
+        self._thread: _threading.Thread | None = None
+        self._status = TrainerStatus("idle")
+
+    # -- control -----------------------------------------------------------------------------------------------
+    def status(self) -> TrainerStatus:
+        with self._lock:
+            return self._status
+
+    def start(self, name: str, model_config: ModelConfig, schedule_config: ScheduleConfig,
+              train_config: TrainConfig, recommended: SampleConfig, *, init_from: str | None = None,
+              device: str = "auto") -> TrainerStatus:
+        """Start a new run `name` under runs_root; raises TrainerBusy naming the active run."""
+        check_run_name(name)
+        out = self.runs_root / name
+        with self._lock:
+            self._refuse_if_busy()
+            if out.exists() and any(out.iterdir()):
+                raise FileExistsError(f"a run named {name!r} already exists; resume it or pick another name")
+            self._launch(lambda: TrainingRun(model_config, schedule_config, train_config, recommended, out,
+                                             pick_device(device), f"dashboard: start {name}", init_from=init_from),
+                         name, train_config.steps)
+            return self._status
+
+    def resume_run(self, name: str, device: str = "auto", steps: int | None = None) -> TrainerStatus:
+        """Continue run `name` from its last checkpoint (after a stop, a crash or a server restart)."""
+        check_run_name(name)
+        out = self.runs_root / name
+        with self._lock:
+            self._refuse_if_busy()
+            if not (out / _ck.WEIGHTS).exists() and not list(out.parent.glob(f".{name}.old-*")):
+                raise FileNotFoundError(f"run {name!r} has no checkpoint to resume from")
+            self._launch(lambda: TrainingRun.resume(out, pick_device(device), steps=steps,
+                                                    command=f"dashboard: resume {name}"), name, steps or 0)
+            return self._status
+
+    def pause(self) -> None:
+        with self._lock:
+            if self._status.state == "running":
+                self._pause.set()
+                self._status = dataclasses_replace(self._status, state="paused", message="paused")
+
+    def resume(self) -> None:
+        with self._lock:
+            if self._status.state == "paused":
+                self._pause.clear()
+                self._status = dataclasses_replace(self._status, state="running", message=None)
+
+    def stop(self, wait: float | None = None) -> None:
+        """Ask the run to stop after its current step (it writes a final checkpoint)."""
+        with self._lock:
+            thread = self._thread
+            if self._status.active:
+                self._stop.set()
+                self._pause.clear()
+                self._status = dataclasses_replace(self._status, state="stopping", message="stopping…")
+        if wait and thread is not None:
+            thread.join(wait)
+
+    def join(self, timeout: float | None = None) -> None:
+        t = self._thread
+        if t is not None:
+            t.join(timeout)
+
+    # -- internals ---------------------------------------------------------------------------------------------
+    def _refuse_if_busy(self) -> None:
+        if self._status.active and self._thread is not None and self._thread.is_alive():
+            raise TrainerBusy(f"run {self._status.run_name!r} is already training ({self._status.state}); "
+                              "one training job at a time — pause or stop it first")
+
+    def _launch(self, make_run, name: str, total: int) -> None:
+        self._stop.clear()
+        self._pause.clear()
+        self._status = TrainerStatus("running", run_name=name, total=total, message="starting…")
+        self._thread = _threading.Thread(target=self._main, args=(make_run, name), daemon=True,
+                                         name=f"trainer-{name}")
+        self._thread.start()
+
+    def _publish(self, **changes) -> None:
+        with self._lock:
+            self._status = dataclasses_replace(self._status, **changes)
+
+    def _main(self, make_run, name: str) -> None:
+        run = None
+        try:
+            torch.set_num_threads(self._threads or training_threads())
+            run = make_run()
+            if self._judge_loader is not None:
+                try:
+                    run.judge = self._judge_loader()
+                except Exception:   # no judge: train anyway, without the accuracy chart
+                    run.judge = None
+            history = [(r["step"], r["loss"]) for r in read_metrics(run.out / METRICS) if "loss" in r]
+            judged = [(r["step"], r["judge_accuracy"], r.get("judge_per_class", {}))
+                      for r in read_metrics(run.out / METRICS) if "judge_accuracy" in r]
+            snaps = _load_snapshots(run.out)
+            self._publish(total=run.train_config.steps, step=run.step_count, device=str(run.device),
+                          loss_history=tuple(history), judge_history=tuple(judged), snapshots=tuple(snaps),
+                          message=None)
+            rate = 0.0
+            while not run.done:
+                if self._stop.is_set():
+                    break
+                if self._pause.is_set():
+                    _time.sleep(0.1)
+                    continue
+                ev = run.train_one()
+                if ev.logged:
+                    history.append((run.step_count, ev.logged["loss"]))
+                    if len(history) > 4000:                 # keep charts light: halve the resolution
+                        history = history[::2]
+                    rate = ev.logged["images_per_s"]
+                if ev.snapshot is not None:
+                    snaps.append((run.step_count, ev.snapshot.numpy()))
+                if ev.judged is not None:
+                    judged.append((run.step_count, ev.judged["judge_accuracy"], ev.judged["judge_per_class"]))
+                left = run.train_config.steps - run.step_count
+                eta = left * run.train_config.batch_size / rate if rate > 0 else None
+                self._publish(step=run.step_count, images_per_s=rate, eta_s=eta, loss_history=tuple(history),
+                              loss_by_bucket=tuple(run.loss_by_bucket), snapshots=tuple(snaps),
+                              judge_history=tuple(judged),
+                              last_checkpoint=str(ev.checkpoint) if ev.checkpoint else self._status.last_checkpoint)
+            path = run.save()
+            final = "finished" if run.done else "idle"
+            self._publish(state=final, last_checkpoint=str(path), step=run.step_count,
+                          message="finished" if run.done else f"stopped at step {run.step_count} (checkpoint saved)")
+        except NonFiniteLoss as e:
+            self._publish(state="failed", error=f"{e}. The last good checkpoint is kept.")
+        except torch.OutOfMemoryError:
+            self._publish(state="failed", error="out of memory: lower the batch size or the width. "
+                                                "The last good checkpoint is kept.")
+        except OSError as e:
+            self._publish(state="failed", error=f"could not write the checkpoint ({e.strerror or e}); is the disk "
+                                                "full? The previous checkpoint is still valid.")
+        except Exception as e:  # anything else: visible in the status, never a silent dead thread
+            self._publish(state="failed", error=f"{type(e).__name__}: {e}",
+                          message=_traceback.format_exc(limit=3))
+
+
+def dataclasses_replace(obj, **changes):
+    import dataclasses
+
+    return dataclasses.replace(obj, **changes)
+
+
+def _load_snapshots(out: _Path) -> list[tuple[int, "object"]]:
+    import numpy as np
+
+    snaps = []
+    for p in sorted((out / SNAPSHOTS).glob("step-*.npy")):
+        try:
+            snaps.append((int(p.stem.split("-")[1]), np.load(p, allow_pickle=False)))
+        except (ValueError, OSError):
+            continue
+    return snaps
+
+
+def list_runs(runs_root: str | _Path = DEFAULT_RUNS_ROOT) -> list[dict]:
+    """Every run folder: name, step / total, interrupted?, params, wall time, images/s, last loss, judge."""
+    from .unet import build_model, count_parameters
+
+    out = []
+    root = _Path(runs_root)
+    if not root.is_dir():
+        return out
+    for d in sorted(root.iterdir()):
+        if not d.is_dir() or d.name.startswith("."):
+            continue
+        _ck.recover_checkpoint(d)
+        row: dict = {"name": d.name, "path": str(d)}
+        try:
+            config, meta = _ck.read_configs(d)
+            mc = ModelConfig.from_dict(config["model"])
+            tc = TrainConfig.from_dict(config["train"])
+            metrics = read_metrics(d / METRICS)
+            losses = [r["loss"] for r in metrics if "loss" in r]
+            judged = [r["judge_accuracy"] for r in metrics if "judge_accuracy" in r]
+            wall = float(meta.get("wall_time_s", 0.0))
+            row.update(step=int(meta.get("step", 0)), total=tc.steps, params=count_parameters(build_model(mc)),
+                       wall_time_s=round(wall, 1),
+                       images_per_s=round(meta.get("images_seen", 0) / wall, 1) if wall else None,
+                       final_loss=round(sum(losses[-10:]) / len(losses[-10:]), 4) if losses else None,
+                       judge_accuracy=judged[-1] if judged else None, width=mc.base_channels,
+                       depth=mc.num_res_blocks, arch=mc.arch)
+            row["interrupted"] = row["step"] < tc.steps
+        except (_ck.CheckpointError, KeyError, TypeError, ValueError) as e:
+            row["error"] = str(e)
+        out.append(row)
     return out

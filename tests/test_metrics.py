@@ -1,0 +1,68 @@
+import numpy as np
+import torch
+
+from engine.config import ScheduleConfig
+from engine.data import load
+from engine.judge import Judge, accuracy, load_judge, random_affine, train_judge
+from engine.metrics import (class_scores, forward_recognisability, frechet_distance, mean_pairwise_distance,
+                            memorisation)
+from engine.schedule import NoiseSchedule
+
+
+def test_frechet_of_a_set_with_itself_is_zero_and_grows_with_noise():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(400, 8, generator=g)
+    assert abs(frechet_distance(a, a)) < 1e-6
+    d1 = frechet_distance(a, a + 0.3 * torch.randn(400, 8, generator=g))
+    d2 = frechet_distance(a, a + 1.0 * torch.randn(400, 8, generator=g))
+    assert 0 < d1 < d2
+
+
+def test_class_scores_and_diversity():
+    probs = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
+    r = class_scores(probs, torch.tensor([0, 1, 1]))
+    assert r["accuracy"] == round(2 / 3, 4) and r["confusion"] == [[1, 0], [1, 1]]
+    assert abs(r["confidence"] - (0.9 + 0.8 + 0.4) / 3) < 1e-4
+    assert mean_pairwise_distance(torch.zeros(5, 3)) == 0
+    assert mean_pairwise_distance(torch.tensor([[0.0], [2.0]])) == 2.0
+
+
+def test_memorisation_flags_an_exact_copy():
+    train, held = load("mnist-5k")
+    samples = torch.cat([train.images[:1], held.images[:9]])    # one copy of a training digit, nine unseen
+    m = memorisation(samples, train.images, held.images)
+    assert m["nearest_train_l2"][0] == 0.0 and m["nearest_train_index"][0] == 0
+    assert m["fraction_closer_than_threshold"] >= 0.1
+
+
+def test_augmentation_keeps_background_and_shape():
+    train, _ = load("mnist-5k")
+    x = random_affine(train.images[:8], torch.Generator().manual_seed(0))
+    assert x.shape == (8, 1, 28, 28)
+    assert float(x[:, :, 0, 0].max()) < -0.9                       # corners stay background
+
+
+def test_short_judge_training_beats_95_percent():
+    judge, report = train_judge(epochs=2, seed=1)
+    assert report["heldout_accuracy"] > 0.95
+
+
+def test_forward_recognisability_falls_with_noise():
+    judge = load_judge()
+    _, held = load("mnist-5k")
+    idx = torch.arange(0, 1000, 5)
+    curve = forward_recognisability(judge, NoiseSchedule(ScheduleConfig()), held.images[idx], held.labels[idx],
+                                    [0.0, 0.5, 0.8, 1.0])
+    o = curve["overall"]
+    assert o[0] > 0.95 and o[-1] < 0.3 and o[0] >= o[1] >= o[2] >= o[3] - 0.05
+    assert set(curve["accuracy"]) == set(range(10))
+
+
+def test_shipped_judge_reaches_its_stated_accuracy():
+    from engine.checkpoints import read_configs
+    from engine.judge import JUDGE_PATH
+
+    _, meta = read_configs(JUDGE_PATH)
+    _, held = load("mnist-5k")
+    acc = accuracy(load_judge(), held.images, held.labels)
+    assert abs(acc - meta["metrics"]["heldout_accuracy"]) < 0.002 and acc >= 0.985

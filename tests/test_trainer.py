@@ -1,0 +1,83 @@
+import time
+
+import pytest
+
+from engine.training import Trainer, TrainerBusy, check_run_name, list_runs
+
+from .conftest import TINY_MODEL, TINY_SAMPLE, TINY_SCHEDULE, TINY_TRAIN
+
+
+def _wait(trainer, pred, timeout=60):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        s = trainer.status()
+        if pred(s):
+            return s
+        time.sleep(0.05)
+    raise AssertionError(f"timed out; status {trainer.status()}")
+
+
+def test_start_pause_resume_stop_and_second_start_refused(tmp_path):
+    tr = Trainer(tmp_path, threads=1)
+    tr.start("a", TINY_MODEL, TINY_SCHEDULE, TINY_TRAIN.replace(steps=400), TINY_SAMPLE)
+    _wait(tr, lambda s: s.step >= 3)
+    with pytest.raises(TrainerBusy, match="'a' is already training"):
+        tr.start("b", TINY_MODEL, TINY_SCHEDULE, TINY_TRAIN, TINY_SAMPLE)
+    tr.pause()
+    s1 = _wait(tr, lambda s: s.state == "paused")
+    time.sleep(0.5)
+    s2 = tr.status()
+    assert s2.step - s1.step <= 1                                    # at most the step in flight
+    tr.resume()
+    _wait(tr, lambda s: s.step > max(s2.step + 2, 11))
+    tr.stop(wait=30)
+    s = _wait(tr, lambda s: s.state == "idle")
+    assert "stopped at step" in s.message and s.last_checkpoint
+    assert s.loss_history and s.snapshots and s.snapshots[0][1].shape == (20, 28, 28)
+    assert any(v is not None for v in s.loss_by_bucket)
+    runs = {r["name"]: r for r in list_runs(tmp_path)}
+    assert runs["a"]["interrupted"] and runs["a"]["step"] == s.step
+
+
+def test_finished_run_and_resume_after_interruption(tmp_path):
+    tr = Trainer(tmp_path, threads=1)
+    tr.start("r", TINY_MODEL, TINY_SCHEDULE, TINY_TRAIN.replace(steps=10, checkpoint_every=5), TINY_SAMPLE)
+    s = _wait(tr, lambda s: s.state == "finished")
+    assert s.step == 10
+    tr2 = Trainer(tmp_path, threads=1)                               # a new server process, same folder
+    tr2.resume_run("r", steps=14)
+    s = _wait(tr2, lambda s: s.state == "finished")
+    assert s.step == 14 and [h[0] for h in s.loss_history][-1] == 14
+
+
+@pytest.mark.parametrize("error, expected", [
+    ("nonfinite", "learning rate"), ("boom", "RuntimeError: boom"), ("disk", "disk full"),
+])
+def test_failure_is_visible_in_status_and_keeps_last_checkpoint(tmp_path, monkeypatch, error, expected):
+    import engine.training as training
+    from engine.checkpoints import load_checkpoint
+
+    real = training.train_step
+
+    def flaky(model, opt, schedule, x0, labels, cfg, step, *a, **k):
+        if step == 7:
+            if error == "nonfinite":
+                raise training.NonFiniteLoss("the loss became nan at step 7: the learning rate 0.002 is too high")
+            if error == "disk":
+                raise OSError(28, "No space left on device")
+            raise RuntimeError("boom")
+        return real(model, opt, schedule, x0, labels, cfg, step, *a, **k)
+
+    monkeypatch.setattr(training, "train_step", flaky)
+    tr = Trainer(tmp_path, threads=1)
+    tr.start("bad", TINY_MODEL, TINY_SCHEDULE, TINY_TRAIN.replace(steps=50, checkpoint_every=5), TINY_SAMPLE)
+    s = _wait(tr, lambda s: s.state == "failed")
+    assert expected in s.error if error != "disk" else "disk" in s.error
+    assert load_checkpoint(tmp_path / "bad").step == 5               # the last good checkpoint stays
+
+
+def test_run_names_cannot_escape_the_runs_folder():
+    for bad in ("../x", "a/b", "", ".hidden", "a" * 60, "x\\y"):
+        with pytest.raises(ValueError, match="run name"):
+            check_run_name(bad)
+    assert check_run_name("wide-1.5x_run") == "wide-1.5x_run"
