@@ -136,3 +136,39 @@ def forward_recognisability(judge: Judge, schedule, images: torch.Tensor, labels
             out["accuracy"][int(c)].append(round(float(right[m].mean()), 4))
             out["confidence"][int(c)].append(round(float(conf[m].mean()), 4))
     return out
+
+
+@torch.inference_mode()
+def reverse_recognisability(model, schedule, judge: Judge, config, per_class: int = 10, seed: int = 0) -> dict:
+    """Judge accuracy / confidence on x_t and on x0_pred at every reverse step, per class (worksheet 1.3).
+
+    per_class seeds for each of the 10 classes; returns fraction of denoising done (0 = pure noise, 1 = final)
+    and per-class curves for "x_t" and "x0_pred".
+    """
+    from .sampling import class_labels, sample_progressive
+
+    labels = class_labels(per_class)
+    seeds = [seed + i for i in range(labels.shape[0])]
+    out = {"done": [], "x_t": {"accuracy": {c: [] for c in range(10)}, "overall": []},
+           "x0_pred": {"accuracy": {c: [] for c in range(10)}, "overall": []},
+           "x0_confidence": {c: [] for c in range(10)}}
+    steps = list(sample_progressive(model, schedule, labels, config, seeds=seeds))
+    n = len(steps)
+    for i, st in enumerate(steps):
+        out["done"].append(round((i + 1) / n, 4))
+        for name, x in (("x_t", st.x_prev), ("x0_pred", st.x0_pred)):
+            probs, _ = predict(judge, x.clamp(-1, 1).cpu())
+            right = (probs.argmax(1) == labels).float()
+            out[name]["overall"].append(round(float(right.mean()), 4))
+            for c in range(10):
+                out[name]["accuracy"][c].append(round(float(right[labels == c].mean()), 4))
+            if name == "x0_pred":
+                conf = probs[torch.arange(len(labels)), labels]
+                for c in range(10):
+                    out["x0_confidence"][c].append(round(float(conf[labels == c].mean()), 4))
+    return out
+
+
+def first_recognised(done: list[float], accuracy_by_class: dict, threshold: float = 0.9) -> dict:
+    """Per class, the first fraction of denoising at which accuracy reaches `threshold` (None if never)."""
+    return {c: next((d for d, y in zip(done, ys) if y >= threshold), None) for c, ys in accuracy_by_class.items()}

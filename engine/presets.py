@@ -56,3 +56,25 @@ def get_preset(name: str) -> Preset:
         return PRESETS[name]
     except KeyError:
         raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None
+
+
+MODEL_OVERRIDES = ("base_channels", "num_res_blocks")
+SCHEDULE_OVERRIDES = ("kind", "T")
+TRAIN_OVERRIDES = ("steps", "batch_size", "lr", "p_uncond", "seed")
+
+
+def customise(name: str, **overrides) -> Preset:
+    """A preset with learner overrides (width, depth, T, schedule, steps, batch, lr, p_uncond), validated.
+
+    Raises ConfigError with the offending value; unknown override names are an error too.
+    """
+    p = get_preset(name)
+    unknown = set(overrides) - set(MODEL_OVERRIDES + SCHEDULE_OVERRIDES + TRAIN_OVERRIDES)
+    if unknown:
+        raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+    pick = lambda keys: {k: v for k, v in overrides.items() if k in keys and v is not None}  # noqa: E731
+    model = p.model.replace(**pick(MODEL_OVERRIDES))
+    schedule = p.schedule.replace(**pick(SCHEDULE_OVERRIDES))
+    train = p.train.replace(**pick(TRAIN_OVERRIDES))
+    rec = p.recommended.replace(steps=min(p.recommended.steps, schedule.T))
+    return Preset(p.name, p.description, model, schedule, train, rec)

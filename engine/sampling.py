@@ -211,3 +211,19 @@ def sample_cached(checkpoint, labels: torch.Tensor, config: SampleConfig, seeds:
         return compute()["images"]
     key = cache_key(weights=checkpoint.sha256, sample=config.to_dict(), seeds=seeds, labels=labels.tolist())
     return cache.get_or_compute(key, compute)["images"]
+
+
+def trajectory(model: torch.nn.Module, schedule: NoiseSchedule, labels: torch.Tensor, config: SampleConfig,
+               seeds: Sequence[int], max_frames: int = 50) -> dict:
+    """The reverse process for a few digits, subsampled to <= max_frames steps (always keeping the last).
+
+    Returns {"t": [...], "x_t": (F, B, 1, H, W), "x0_pred": (F, B, 1, H, W), "final": (B, 1, H, W)} on the CPU;
+    frame i is the state entering step i, so the slider shows x_t beside the model's guess x0_pred.
+    """
+    steps = list(sample_progressive(model, schedule, labels, config, seeds=seeds))
+    n = len(steps)
+    keep = sorted({round(i * (n - 1) / max(1, max_frames - 1)) for i in range(min(n, max_frames))})
+    return {"t": [steps[i].t for i in keep],
+            "x_t": torch.stack([steps[i].x_t.cpu() for i in keep]),
+            "x0_pred": torch.stack([steps[i].x0_pred.cpu() for i in keep]),
+            "final": steps[-1].x_prev.clamp(-1, 1).cpu()}

@@ -126,3 +126,29 @@ class NoiseSchedule:
             raise ValueError(f"sampling steps must be between 1 and T={self.T}, got {steps!r}")
         ratio = self.T / steps
         return [int(round(self.T - i * ratio)) - 1 for i in range(steps)]
+
+
+def noising_strip(schedule: NoiseSchedule, x0: torch.Tensor, fractions: list[float],
+                  noise: torch.Tensor) -> torch.Tensor:
+    """The same digit and the same noise at each fraction of the chain (0 = x_0, 1 = t = T-1).
+
+    x0, noise: (1, C, H, W) -> (len(fractions), C, H, W). Using one noise draw shows how the *amount* of
+    noise grows with t rather than a different random pattern per frame.
+    """
+    ts = [fraction_to_t(schedule, f) for f in fractions]
+    frames = []
+    for f, t in zip(fractions, ts):
+        frames.append(x0[0] if f == 0 else schedule.q_sample(x0, torch.tensor([t]), noise)[0])
+    return torch.stack(frames)
+
+
+def fraction_to_t(schedule: NoiseSchedule, fraction: float) -> int:
+    """Fraction of the chain in [0, 1] -> timestep index in [0, T-1]."""
+    return int(round(min(max(fraction, 0.0), 1.0) * (schedule.T - 1)))
+
+
+def schedule_curves(schedule: NoiseSchedule) -> dict[str, "object"]:
+    """Numpy arrays over t for plots: beta_t, alpha_bar_t, SNR in dB, signal and noise coefficients."""
+    return {"beta_t": schedule.betas.numpy(), "alpha_bar_t": schedule.alpha_bar.numpy(),
+            "SNR (dB)": schedule.snr_db().numpy(), "sqrt(alpha_bar_t)": schedule.alpha_bar.sqrt().numpy(),
+            "sqrt(1 - alpha_bar_t)": (1 - schedule.alpha_bar).sqrt().numpy()}

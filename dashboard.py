@@ -1,0 +1,40 @@
+"""Diffusion Lab — streamlit run dashboard.py
+
+The frame around every page: page config, navigation, and the sidebar (model picker, device, role).
+"""
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # offline first: never wait on a hub unless the user asks
+
+import streamlit as st  # noqa: E402
+
+st.set_page_config(page_title="Diffusion Lab", page_icon=":material/blur_on:", layout="wide")
+
+from ui import resources, widgets  # noqa: E402
+
+PAGES = {
+    "Understand": [
+        st.Page("pages/forward_process.py", title="Forward process", icon=":material/blur_on:", url_path="forward",
+                default=True),
+        st.Page("pages/denoising.py", title="Denoising", icon=":material/auto_fix_high:", url_path="denoising"),
+        st.Page("pages/architecture.py", title="Architecture", icon=":material/account_tree:", url_path="architecture"),
+    ],
+    "Experiment": [
+        st.Page("pages/training.py", title="Training", icon=":material/model_training:", url_path="training"),
+    ],
+    "Answer": [
+        st.Page("pages/worksheet.py", title="Worksheet", icon=":material/assignment:", url_path="worksheet"),
+    ],
+}
+page = st.navigation(PAGES)
+
+with st.sidebar:
+    st.markdown("### Diffusion Lab")
+    widgets.model_sidebar()
+    st.caption(f"Device: **{resources.device_label()}**")
+    status = resources.get_trainer().status()
+    if status.active:
+        st.caption(f"Training **{status.run_name}**: step {status.step}/{status.total} ({status.state})")
+    st.caption("Role: **instructor** (local session)")
+
+page.run()

@@ -1,0 +1,58 @@
+"""Architecture: worksheet 2.1, 2.2, 2.3, 3.3 — the loaded U-Net, its features, embeddings and ablations."""
+import streamlit as st
+
+from engine.checkpoints import CheckpointError
+from engine.training import list_runs
+from ui import architecture_view as view, resources, state
+
+PAGE = "arch"
+PARAMS = [
+    state.Param("digit", 4, state.int_in(0, 9)),
+    state.Param("t", 300, state.int_in(0, 999)),
+    state.Param("told", 900, state.int_in(0, 999)),
+]
+state.init(PAGE, PARAMS)
+k = lambda name: state.key(PAGE, name)  # noqa: E731
+
+st.title("Architecture: inside the U-Net")
+path = st.session_state.get("app.model_path")
+if path is None:
+    st.warning("No diffusion model available. Train one on the Training page first.")
+    st.stop()
+try:
+    ck = resources.load_model(path)
+except CheckpointError as e:
+    st.error(f"Cannot load this model: {e}")
+    st.stop()
+
+st.subheader("The model you loaded, level by level (2.1, 2.2)")
+view.summary_panel(ck, path)
+
+c1, c2, c3 = st.columns(3)
+c1.number_input("digit", 0, 9, key=k("digit"))
+c2.slider("t (true noise level)", 0, 999, key=k("t"))
+c3.slider("t told to the model", 0, 999, key=k("told"))
+state.sync(PAGE, PARAMS)
+digit, t, told = (state.get(PAGE, n) for n in ("digit", "t", "told"))
+
+st.subheader("Feature maps at each level for this x_t (2.2)")
+view.feature_panel(ck, digit, t)
+
+st.subheader("Time and class embeddings (2.3, 3.3)")
+view.embeddings_panel(ck)
+
+st.subheader("The context mask: dropped labels during training (2.3)")
+view.context_mask_panel(ck, seed=digit)
+
+st.subheader("Told the right t vs a wrong t (3.3)")
+view.told_t_panel(ck, digit, t, told)
+st.caption("The same x_t, the same network: only the timestep input differs. Told a much larger t, the model "
+           "assumes more noise than there is and over-smooths; told a smaller one, it removes too little.")
+
+st.subheader("Ablations: no skips, no time embedding, plain CNN (2.1, 2.2, 3.3)")
+runs = [r for r in list_runs(resources.RUNS_ROOT) if "error" not in r]
+if runs:
+    st.dataframe([{k_: r.get(k_) for k_ in ("name", "arch", "width", "depth", "params", "step", "final_loss",
+                                            "judge_accuracy")} for r in runs], hide_index=True)
+st.caption("Train the `no-skip`, `no-time` and `plain-cnn` presets on the Training page with the same steps as "
+           "`default`; their loss and judge accuracy appear in this table beside it.")

@@ -1,0 +1,58 @@
+"""Denoising: worksheet 1.3, 2.3, 5.2 — the reverse process step by step, guidance, samplers, memorisation."""
+import streamlit as st
+
+from engine.checkpoints import CheckpointError
+from engine.config import ConfigError, SampleConfig
+from ui import denoising_view as view, resources, state
+
+PAGE = "denoising"
+PARAMS = [
+    state.Param("digit", 7, state.int_in(0, 9)),
+    state.Param("seed", 0, state.int_in(0, 99999)),
+    state.Param("w", 2.0, state.float_in(0.0, 10.0)),
+    state.Param("sampler", "ddim", state.one_of("ddim", "ddpm")),
+    state.Param("steps", 25, state.int_in(1, 1000)),
+    state.Param("noise", "on", state.one_of("on", "off")),
+]
+state.init(PAGE, PARAMS)
+k = lambda name: state.key(PAGE, name)  # noqa: E731
+
+st.title("Denoising: from noise to a digit")
+path = st.session_state.get("app.model_path")
+if path is None:
+    st.warning("No diffusion model available. Train one on the Training page first.")
+    st.stop()
+try:
+    ck = resources.load_model(path)
+except CheckpointError as e:
+    st.error(f"Cannot load this model: {e}")
+    st.stop()
+
+c = st.columns(6)
+c[0].number_input("digit", 0, 9, key=k("digit"))
+c[1].number_input("seed", 0, 99999, key=k("seed"))
+c[2].slider("guidance w", 0.0, 10.0, step=0.5, key=k("w"), help="ε = (1 + w)·ε(x_t, y) − w·ε(x_t, ∅); w = 0: no guidance")
+c[3].selectbox("sampler", ["ddim", "ddpm"], key=k("sampler"))
+c[4].number_input("steps", 1, ck.schedule_config.T, key=k("steps"))
+c[5].selectbox("ancestral noise (DDPM)", ["on", "off"], key=k("noise"),
+               help="'off' is the classic bug: the DDPM step without σ·z collapses to a blurry average")
+state.sync(PAGE, PARAMS)
+get = lambda name: state.get(PAGE, name)  # noqa: E731
+try:
+    cfg = SampleConfig(sampler=get("sampler"), steps=min(int(get("steps")), ck.schedule_config.T),
+                       guidance=float(get("w")), add_noise=get("noise") == "on")
+except ConfigError as e:
+    st.error(str(e))
+    st.stop()
+
+st.subheader("The reverse trajectory (1.3)")
+final = view.trajectory_panel(ck, path, int(get("digit")), int(get("seed")), cfg)
+
+st.subheader("At what % can you recognise it? Does it depend on the digit? (1.3)")
+view.recognisability_panel(ck, path, cfg)
+
+st.subheader("Classifier-free guidance: class × weight (2.3)")
+view.guidance_grid_panel(ck, path, cfg)
+
+st.subheader("Did the model copy a training digit? (5.2)")
+view.memorisation_panel(final)

@@ -1,0 +1,1 @@
+"""Streamlit-only glue shared by the pages: cached resources, state keys, widgets, figure builders."""

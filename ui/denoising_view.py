@@ -1,0 +1,120 @@
+"""Cached computations and panels of the Denoising page (the page itself only lays them out)."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import streamlit as st
+import torch
+
+from engine.config import SampleConfig
+from engine.metrics import first_recognised, memorisation, reverse_recognisability
+from engine.judge import predict
+from engine.sampling import class_labels, sample_cached, trajectory
+from engine.schedule import NoiseSchedule
+
+from . import figures, resources, widgets
+
+MAX_GRID_SEEDS = 4
+
+
+@st.cache_data(max_entries=32, show_spinner="Denoising…")
+def cached_trajectory(path: str, sha: str, digit: int, seed: int, cfg: dict) -> dict:
+    ck = resources.load_model(path)
+    t0 = time.perf_counter()
+    tr = trajectory(ck.model, NoiseSchedule(ck.schedule_config), torch.tensor([digit]), SampleConfig(**cfg), [seed])
+    return {"t": tr["t"], "x_t": widgets.to_display(tr["x_t"][:, 0]), "x0": widgets.to_display(tr["x0_pred"][:, 0]),
+            "final": tr["final"], "seconds": time.perf_counter() - t0}
+
+
+@st.cache_data(max_entries=8, show_spinner="Sampling 10 digits per class and judging every step (≈ 10–30 s on a CPU)…")
+def cached_reverse_curve(path: str, sha: str, cfg: dict, per_class: int) -> dict:
+    ck = resources.load_model(path)
+    return reverse_recognisability(ck.model, NoiseSchedule(ck.schedule_config), resources.get_judge(),
+                                   SampleConfig(**cfg), per_class=per_class)
+
+
+@st.cache_data(max_entries=8, show_spinner="Sampling the class × guidance grid…")
+def cached_guidance_grid(path: str, sha: str, cfg: dict, weights: tuple[float, ...], seeds: int) -> dict:
+    ck = resources.load_model(path)
+    judge = resources.get_judge()
+    labels = class_labels(seeds)
+    images, acc = [], []
+    for w in weights:
+        c = SampleConfig(**cfg).replace(guidance=w)
+        x = sample_cached(ck, labels, c, cache=resources.get_sample_cache())
+        images.append(widgets.to_display(x[::seeds]))                   # first seed of each class, for the grid
+        if judge is not None:
+            probs, _ = predict(judge, x)
+            right = (probs.argmax(1) == labels).float().view(10, seeds).mean(1)
+            acc.append(right.numpy())
+    return {"images": np.stack(images), "accuracy": np.stack(acc) if acc else None}
+
+
+def trajectory_panel(ck, path: str, digit: int, seed: int, cfg: SampleConfig) -> torch.Tensor:
+    tr = cached_trajectory(path, ck.sha256, digit, seed, cfg.to_dict())
+    n = len(tr["t"])
+    i = st.slider("denoising step", 0, n - 1, n - 1, key="denoising.frame",
+                  help="Scrub through the reverse process: x_t is the state, x̂₀ the model's current guess.")
+    done = 100 * (i + 1) / n
+    c1, c2, c3 = st.columns([1, 1, 2])
+    with c1:
+        widgets.show(tr["x_t"][i], caption=f"x_t at t = {tr['t'][i]}", scale=7)
+    with c2:
+        widgets.show(tr["x0"][i], caption=f"x̂₀ predicted at t = {tr['t'][i]}", scale=7)
+    with c3:
+        st.markdown(f"Step **{i + 1} / {n}** ({done:.0f} % of denoising done). "
+                    f"x̂₀ = (x_t − √(1−ᾱ_t)·ε̂) / √ᾱ_t — the model's guess of the clean digit from where it is now.")
+        st.caption(f"{cfg.sampler.upper()}-{cfg.steps}, guidance w = {cfg.guidance}, seed {seed}: "
+                   f"{tr['seconds']:.2f} s for this digit on {resources.device_label()}.")
+        st.image(widgets.mosaic(tr["x0"][:: max(1, n // 10)], cols=10, scale=2), output_format="PNG",
+                 caption="x̂₀ along the way")
+    return tr["final"]
+
+
+def recognisability_panel(ck, path: str, cfg: SampleConfig) -> None:
+    if resources.get_judge() is None:
+        st.warning("No judge checkpoint: recognisability cannot be measured.")
+        return
+    if not st.toggle("Measure it (10 seeds per class, every step judged)", key="denoising.curve"):
+        return
+    curve = cached_reverse_curve(path, ck.sha256, cfg.to_dict(), 10)
+    pct = [100 * d for d in curve["done"]]
+    c1, c2 = st.columns(2)
+    c1.plotly_chart(figures.per_class_lines(pct, curve["x0_pred"]["accuracy"], "judge accuracy on x̂₀",
+                                            "% of denoising done", "accuracy", curve["x0_pred"]["overall"]),
+                    key="denoising.x0curve")
+    c2.plotly_chart(figures.per_class_lines(pct, curve["x_t"]["accuracy"], "judge accuracy on x_t",
+                                            "% of denoising done", "accuracy", curve["x_t"]["overall"]),
+                    key="denoising.xtcurve")
+    first = first_recognised(curve["done"], curve["x0_pred"]["accuracy"])
+    st.markdown("First step at which the judge reads ≥ 90 % of x̂₀ correctly: " + ", ".join(
+        f"**{c}**: {100 * d:.0f} %" if d is not None else f"**{c}**: never" for c, d in first.items()))
+
+
+def guidance_grid_panel(ck, path: str, cfg: SampleConfig) -> None:
+    weights = (0.0, 1.0, 2.0, 4.0)
+    if not st.toggle("Sample the class × guidance grid (4 seeds per cell, DDIM-10)", key="denoising.grid"):
+        return
+    g = cached_guidance_grid(path, ck.sha256, cfg.replace(sampler="ddim", steps=min(10, cfg.steps)).to_dict(),
+                             weights, MAX_GRID_SEEDS)
+    st.image(widgets.mosaic(g["images"].reshape(-1, 28, 28), cols=10, scale=3), output_format="PNG",
+             caption="rows: guidance w = " + ", ".join(map(str, weights)) + "; columns: digits 0…9")
+    if g["accuracy"] is not None:
+        st.plotly_chart(figures.heatmap(g["accuracy"], "digit", "guidance w", "judge accuracy per cell",
+                                        x=list(range(10)), y=[str(w) for w in weights]), key="denoising.gridacc")
+
+
+def memorisation_panel(final: torch.Tensor) -> None:
+    train, held = resources.get_data()
+    m = memorisation(final, train.images, held.images)
+    idx = m["nearest_train_index"][0]
+    c1, c2, c3 = st.columns([1, 1, 2])
+    with c1:
+        widgets.show(widgets.to_display(final[0]), caption="generated", scale=5)
+    with c2:
+        widgets.show(widgets.to_display(train.images[idx]), caption=f"nearest training digit #{idx}", scale=5)
+    with c3:
+        st.markdown(f"Pixel distance **{m['nearest_train_l2'][0]:.2f}**; held-out real digits are typically "
+                    f"{m['heldout_nearest_l2_median']:.2f} from their nearest training digit and only 1 % are closer "
+                    f"than {m['threshold_l2']:.2f}. A much smaller distance would mean the model copied.")

@@ -1,0 +1,90 @@
+"""Process-wide resources behind st.cache_resource (one per server, shared by every session).
+
+Everything returned here is either immutable in use (models in eval mode, data tensors, schedules) or
+thread-safe by construction (the Trainer guards its state with a lock; the SampleCache with per-key locks).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import streamlit as st
+import torch
+
+from engine.cache import SampleCache
+from engine.checkpoints import CheckpointError, list_checkpoints, load_checkpoint
+from engine.config import ScheduleConfig
+from engine.data import load as load_data
+from engine.judge import JUDGE_PATH, load_judge
+from engine.schedule import NoiseSchedule
+from engine.training import DEFAULT_RUNS_ROOT, Trainer
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED_ROOT = ROOT / "checkpoints"
+RUNS_ROOT = Path(os.environ.get("DIFFUSION_LAB_RUNS", DEFAULT_RUNS_ROOT))
+
+# Page computations run on the script threads; keep them to one torch thread so 30 tabs do not
+# oversubscribe a laptop's cores (the trainer thread sets its own count at start).
+torch.set_num_threads(1)
+
+
+@st.cache_resource
+def get_trainer() -> Trainer:
+    return Trainer(RUNS_ROOT, judge_loader=lambda: load_judge(JUDGE_PATH))
+
+
+@st.cache_resource
+def get_sample_cache() -> SampleCache:
+    return SampleCache()
+
+
+@st.cache_resource
+def get_data():
+    """(train, heldout) splits of the bundled mnist-5k set."""
+    return load_data("mnist-5k")
+
+
+@st.cache_resource
+def get_schedule(kind: str = "cosine", T: int = 1000) -> NoiseSchedule:
+    return NoiseSchedule(ScheduleConfig(kind=kind, T=T))
+
+
+@st.cache_resource
+def get_judge():
+    """The shipped judge, or None (pages then hide judge numbers and say why)."""
+    try:
+        return load_judge(JUDGE_PATH)
+    except CheckpointError:
+        return None
+
+
+@st.cache_resource(max_entries=6)
+def _load_model(path: str, stamp: float):
+    return load_checkpoint(path)
+
+
+def load_model(path: str):
+    """A checkpoint, reloaded when its folder changes on disk (a run that keeps training)."""
+    meta = Path(path) / "meta.json"
+    stamp = meta.stat().st_mtime if meta.exists() else 0.0
+    return _load_model(path, stamp)
+
+
+def model_choices() -> dict[str, str]:
+    """Label -> path of every diffusion model a learner may pick: shipped ones first, then runs."""
+    out = {}
+    for e in list_checkpoints(SHIPPED_ROOT):
+        if e.get("kind", "diffusion") == "diffusion" and "error" not in e:
+            out[f"shipped · {e['name']}"] = e["path"]
+    for e in list_checkpoints(RUNS_ROOT):
+        if e.get("kind", "diffusion") == "diffusion" and "error" not in e:
+            out[f"run · {e['name']} (step {e['step']})"] = e["path"]
+    return out
+
+
+def device_label() -> str:
+    if torch.cuda.is_available():
+        return f"GPU · {torch.cuda.get_device_name(0)}"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "GPU · Apple MPS"
+    return f"CPU · {os.cpu_count()} cores"

@@ -1,0 +1,96 @@
+"""Page state that lives in the URL: any view can be shared as a link and reopened exactly.
+
+Each page declares its parameters once (name, default, parser). `init` copies valid URL values into
+namespaced session-state keys ("forward.t") before the widgets are drawn; `sync` writes the widgets' current
+values back to st.query_params. Malformed or out-of-range link values are ignored with a visible note.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import streamlit as st
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    default: Any
+    parse: Callable[[str], Any]
+
+
+def int_in(lo: int, hi: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        v = int(raw)
+        if not lo <= v <= hi:
+            raise ValueError(f"must be between {lo} and {hi}")
+        return v
+    return parse
+
+
+def float_in(lo: float, hi: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        v = float(raw)
+        if not (lo <= v <= hi):             # also rejects NaN
+            raise ValueError(f"must be between {lo} and {hi}")
+        return v
+    return parse
+
+
+def one_of(*choices: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if raw not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return raw
+    return parse
+
+
+def key(page: str, name: str) -> str:
+    return f"{page}.{name}"
+
+
+def parse_params(raw: dict[str, str], params: list[Param]) -> tuple[dict[str, Any], list[str]]:
+    """Pure part (unit-tested): valid values from a query dict, plus a note for every rejected one."""
+    values, notes = {}, []
+    for p in params:
+        if p.name not in raw:
+            continue
+        try:
+            values[p.name] = p.parse(str(raw[p.name])[:64])
+        except (ValueError, TypeError) as e:
+            notes.append(f"ignored link value {p.name}={str(raw[p.name])[:20]!r}: {e}")
+    return values, notes
+
+
+def init(page: str, params: list[Param]) -> None:
+    """Seed missing session-state keys from the URL (or defaults); note bad link values once per session.
+
+    Runs on every script run: Streamlit drops a widget's state when the learner leaves its page, and the
+    URL then still holds the value to restore.
+    """
+    missing = [p for p in params if key(page, p.name) not in st.session_state]
+    if not missing:
+        return
+    values, notes = parse_params(dict(st.query_params), missing)
+    for p in missing:
+        st.session_state[key(page, p.name)] = values.get(p.name, p.default)
+    marker = key(page, "_noted")
+    if notes and not st.session_state.get(marker):
+        st.session_state[marker] = True
+        for n in notes:
+            st.toast(n)
+
+
+def get(page: str, name: str) -> Any:
+    return st.session_state[key(page, name)]
+
+
+def sync(page: str, params: list[Param]) -> None:
+    """Mirror the current values into the URL (only this page's parameters)."""
+    wanted = {p.name: str(st.session_state[key(page, p.name)]) for p in params}
+    for k in list(st.query_params.keys()):
+        if k not in wanted and k != "model":
+            del st.query_params[k]
+    for k, v in wanted.items():
+        if st.query_params.get(k) != v:
+            st.query_params[k] = v

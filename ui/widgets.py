@@ -1,0 +1,108 @@
+"""Reusable widgets and image helpers for the pages."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import streamlit as st
+import torch
+from PIL import Image
+
+from . import resources
+
+MAX_UPLOAD_BYTES = 5 * 2**20
+
+
+def to_display(x: torch.Tensor | np.ndarray) -> np.ndarray:
+    """[-1, 1] image(s) -> uint8 (H, W) or (N, H, W), 0 = black background, 255 = white ink."""
+    a = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    if a.dtype == np.uint8:
+        return a
+    a = np.squeeze(a, axis=-3) if a.ndim >= 3 and a.shape[-3] == 1 else a
+    return ((np.clip(a, -1, 1) + 1) * 127.5).round().astype(np.uint8)
+
+
+def mosaic(images: np.ndarray, cols: int, scale: int = 3, pad: int = 2) -> np.ndarray:
+    """(N, H, W) uint8 -> one tiled, nearest-upscaled uint8 image (one PNG for the browser, not N)."""
+    n, h, w = images.shape
+    rows = max(1, -(-n // cols))
+    out = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad), 80, dtype=np.uint8)
+    for i in range(n):
+        r, c = divmod(i, cols)
+        out[pad + r * (h + pad): pad + r * (h + pad) + h, pad + c * (w + pad): pad + c * (w + pad) + w] = images[i]
+    return np.kron(out, np.ones((scale, scale), dtype=np.uint8))
+
+
+def show(img: np.ndarray, caption: str | None = None, scale: int = 8, width: int | None = None) -> None:
+    big = np.kron(img, np.ones((scale, scale), dtype=np.uint8)) if img.ndim == 2 else img
+    st.image(big, caption=caption, output_format="PNG", width=width or "content")
+
+
+class BadImage(ValueError):
+    """An upload that cannot be turned into a digit; the message says why."""
+
+
+def image_to_digit(data: bytes) -> np.ndarray:
+    """Any reasonable image file -> (28, 28) uint8 digit, white ink on black (MNIST's convention).
+
+    Accepts PNG/JPG/GIF/BMP/WebP, RGBA (alpha flattened on white), 16-bit, palette; animated files use their
+    first frame; dark-on-light drawings are inverted. Raises BadImage with a reason otherwise.
+    """
+    if len(data) == 0:
+        raise BadImage("the file is empty")
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise BadImage(f"the file is {len(data) / 2**20:.1f} MB; the limit is {MAX_UPLOAD_BYTES // 2**20} MB")
+    try:
+        im = Image.open(io.BytesIO(data))
+        im.seek(0)
+        if im.width * im.height > 40_000_000:
+            raise BadImage(f"the image is {im.width}x{im.height} pixels; too large to be a digit")
+        im.load()
+    except BadImage:
+        raise
+    except Exception as e:  # PIL raises many types for non-images and truncated files
+        raise BadImage(f"this is not an image PIL can read ({type(e).__name__})") from None
+    if im.width < 8 or im.height < 8:
+        raise BadImage(f"the image is only {im.width}x{im.height} pixels; draw or upload at least 8x8")
+    if im.mode in ("RGBA", "LA", "P"):
+        im = im.convert("RGBA")
+        bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(bg, im)
+    if im.mode in ("I;16", "I;16B", "I", "F"):
+        a = np.asarray(im, dtype=np.float64)
+        rng = a.max() - a.min()
+        im = Image.fromarray(((a - a.min()) / (rng if rng else 1) * 255).astype(np.uint8))
+    g = np.asarray(im.convert("L").resize((28, 28), Image.LANCZOS), dtype=np.float64)
+    border = np.concatenate([g[0], g[-1], g[:, 0], g[:, -1]])
+    if border.mean() > 127:                  # light background: invert to white ink on black
+        g = 255 - g
+    lo, hi = np.percentile(g, 2), g.max()
+    if hi - lo < 10:
+        raise BadImage("the image is blank (no contrast): nothing to use as a digit")
+    return (np.clip((g - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8)
+
+
+def pick_real_digit(digit: int, index: int) -> tuple[torch.Tensor, str]:
+    """A held-out real digit of class `digit` (index wraps): (1, 1, 28, 28) in [-1, 1] and a caption."""
+    _, held = resources.get_data()
+    xs = held.of_class(digit)
+    i = index % xs.shape[0]
+    return xs[i:i + 1], f"held-out digit {digit} #{i}"
+
+
+def model_sidebar() -> str | None:
+    """The model picker (in the sidebar frame). Returns the chosen checkpoint path or None."""
+    choices = resources.model_choices()
+    if not choices:
+        st.sidebar.warning("No diffusion model yet: train one on the Training page.")
+        st.session_state["app.model_path"] = None
+        return None
+    labels = list(choices)
+    wanted = st.query_params.get("model")
+    idx = next((i for i, lab in enumerate(labels) if choices[lab].endswith(f"/{wanted}")), 0) if wanted else 0
+    label = st.sidebar.selectbox("Model", labels, index=idx, key="app.model",
+                                 help="Shipped models and your training runs (checkpoints/runs)")
+    path = choices[label]
+    st.query_params["model"] = path.rstrip("/").split("/")[-1]
+    st.session_state["app.model_path"] = path
+    return path

@@ -1,0 +1,63 @@
+"""The worksheet's prompts (../shared/WORKSHEET.md), each with a view preset and an instructor note."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Prompt:
+    number: str
+    section: str
+    text: str
+    page: str                     # page file, for st.switch_page
+    namespace: str                # session-state namespace of that page
+    preset: dict = field(default_factory=dict)
+    note: str = ""
+
+
+PROMPTS = [
+    Prompt("1.1", "Understanding diffusion", "Explain the forward diffusion process, using the visualisation of an "
+           "image at growing noise levels.", "pages/forward_process.py", "forward", {"digit": 3, "t": 300},
+           "x_t = √ᾱ_t·x₀ + √(1−ᾱ_t)·ε is a closed form: any noise level can be reached in one draw. The strip "
+           "shows the signal coefficient √ᾱ_t falling from 1 to ≈0 while the histogram of x_t approaches N(0, 1): "
+           "at 100 % the image carries no information about x₀."),
+    Prompt("1.2", "Understanding diffusion", "Why add noise gradually instead of all at once? How does that affect "
+           "learning?", "pages/forward_process.py", "forward", {"t": 500, "schedule": "linear"},
+           "Each reverse step then only has to undo a little noise, which a network can learn (the posterior of one "
+           "small step is nearly Gaussian). With T = 1 (the `one-step` preset) the model must map pure noise to a "
+           "digit in one jump and produces blurry averages. The loss-per-bucket chart on the Training page shows "
+           "the low-noise buckets are easy (tiny MSE) and the high-noise ones hard."),
+    Prompt("1.3", "Understanding diffusion", "In the step-by-step view, at roughly what percentage can you first "
+           "recognise the digit? Does it vary by digit?", "pages/denoising.py", "denoising",
+           {"digit": 7, "steps": 25},
+           "Turn on the recognisability measurement: the judge reads x̂₀ correctly long before x_t looks clean, and "
+           "the first-recognised percentage differs per class (simple shapes like 1 and 0 earlier than 5 or 8)."),
+    Prompt("2.1", "Model architecture", "Why is a U-Net well suited to diffusion?", "pages/architecture.py", "arch",
+           {"t": 300}, "Downsampling gives every output pixel a view of the whole 28×28 digit at low cost (7×7 "
+           "levels are 16× cheaper per channel), while the decoder restores full resolution. The output has the "
+           "input's shape, as ε̂ must. Compare with the plain-CNN ablation's receptive field."),
+    Prompt("2.2", "Model architecture", "What are skip connections and why do they matter?", "pages/architecture.py",
+           "arch", {"t": 100}, "Skips concatenate each encoder level's features to the decoder at the same "
+                               "resolution, so fine detail lost by downsampling is available when predicting noise "
+                               "pixel by pixel. The no-skip ablation trains to a higher loss and blurrier samples."),
+    Prompt("2.3", "Model architecture", "How is the model conditioned on a digit? How does the context mask work?",
+           "pages/architecture.py", "arch", {"digit": 4},
+           "The class embedding is added to the time embedding and modulates every residual block (scale and "
+           "shift). During training ~10 % of labels are replaced by the null class ∅, so the same network learns "
+           "ε(x_t, ∅); guidance extrapolates (1 + w)·ε(x_t, y) − w·ε(x_t, ∅)."),
+    Prompt("3.1", "Training analysis", "What does the loss value tell us about the model?", "pages/training.py",
+           "training", {}, "It measures noise-prediction error averaged over timesteps; it falls fast then "
+                           "plateaus, dominated by the hard high-noise buckets, while judge accuracy keeps "
+                           "improving. Loss and quality are related but not the same."),
+    Prompt("3.2", "Training analysis", "How did the quality of generated images change through training?",
+           "pages/training.py", "training", {}, "Scrub the fixed-seed film: blobs, then strokes, then digits "
+                                                "of the right class; judge accuracy rises with it."),
+    Prompt("3.3", "Training analysis", "Why does a diffusion model need the time embedding?", "pages/architecture.py",
+           "arch", {"t": 150, "told": 900}, "The same x_t can be a slightly noisy digit or a very noisy one; t "
+                                            "tells the network how much noise to remove. Told a wrong t, its x̂₀ "
+                                            "is clearly worse (see the MSE under each image)."),
+    Prompt("5.2", "Practical applications", "What are the limitations of the current model?", "pages/denoising.py",
+           "denoising", {"sampler": "ddpm", "steps": 1000},
+           "DDPM needs T network calls per image (compare the time with DDIM-25); small data (4,000 digits) "
+           "risks copying (see the memorisation check); only 28×28 grey digits."),
+]
