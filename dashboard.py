@@ -13,9 +13,11 @@ st.set_page_config(page_title="Diffusion Lab", page_icon=":material/blur_on:", l
 from ui import resources, widgets  # noqa: E402
 
 PAGES = {
+    "Diffusion Lab": [
+        st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+    ],
     "Understand": [
-        st.Page("pages/forward_process.py", title="Forward process", icon=":material/blur_on:", url_path="forward",
-                default=True),
+        st.Page("pages/forward_process.py", title="Forward process", icon=":material/blur_on:", url_path="forward"),
         st.Page("pages/denoising.py", title="Denoising", icon=":material/auto_fix_high:", url_path="denoising"),
         st.Page("pages/architecture.py", title="Architecture", icon=":material/account_tree:", url_path="architecture"),
     ],
@@ -29,7 +31,6 @@ PAGES = {
 page = st.navigation(PAGES)
 
 with st.sidebar:
-    st.markdown("### Diffusion Lab")
     widgets.model_sidebar()
     st.caption(f"Device: **{resources.device_label()}**")
     status = resources.get_trainer().status()

@@ -222,8 +222,13 @@ def trajectory(model: torch.nn.Module, schedule: NoiseSchedule, labels: torch.Te
     """
     steps = list(sample_progressive(model, schedule, labels, config, seeds=seeds))
     n = len(steps)
-    keep = sorted({round(i * (n - 1) / max(1, max_frames - 1)) for i in range(min(n, max_frames))})
-    return {"t": [steps[i].t for i in keep],
-            "x_t": torch.stack([steps[i].x_t.cpu() for i in keep]),
-            "x0_pred": torch.stack([steps[i].x0_pred.cpu() for i in keep]),
-            "final": steps[-1].x_prev.clamp(-1, 1).cpu()}
+    if n <= max_frames - 1:
+        keep = list(range(n))
+    else:
+        keep = sorted({round(i * (n - 1) / (max_frames - 2)) for i in range(max_frames - 1)})
+    final = steps[-1].x_prev.clamp(-1, 1).cpu()
+    # one extra frame after the last step: the finished digit (t = -1, x_t = x0_pred = the sample)
+    return {"t": [steps[i].t for i in keep] + [-1],
+            "x_t": torch.stack([steps[i].x_t.cpu() for i in keep] + [final]),
+            "x0_pred": torch.stack([steps[i].x0_pred.cpu() for i in keep] + [final]),
+            "final": final}

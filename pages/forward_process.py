@@ -47,14 +47,14 @@ with left:
 
 schedule = resources.get_schedule(state.get(PAGE, "schedule"))
 T = schedule.T
-t = st.slider(f"t (0 … {T - 1})", 0, T - 1, key=k("t"))
-state.sync(PAGE, PARAMS)
-noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(state.get(PAGE, "noise")))
-x_t = schedule.q_sample(x0, torch.tensor([t]), noise)
-a, b = schedule.signal_noise_coefficients(t)
 
 with right:
-    c1, c2, c3 = st.columns([1, 1, 2])
+    t = st.slider(f"noise level t (0 … {T - 1})", 0, T - 1, key=k("t"))
+    state.sync(PAGE, PARAMS)
+    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(state.get(PAGE, "noise")))
+    x_t = schedule.q_sample(x0, torch.tensor([t]), noise)
+    a, b = schedule.signal_noise_coefficients(t)
+    c1, c2, c3 = st.columns([1, 1, 3])
     with c1:
         widgets.show(widgets.to_display(x0[0]), caption=f"x₀ · {caption}", scale=6)
     with c2:
@@ -92,7 +92,8 @@ def _recognisability(kind: str) -> dict:
 st.subheader("When does a noised digit stop being recognisable?")
 if resources.get_judge() is None:
     st.warning("The judge checkpoint (checkpoints/judge) is missing, so recognisability cannot be measured.")
-elif st.toggle("Measure it: the judge on 500 held-out digits at 21 noise levels", value=True, key=k("measure")):
+elif st.toggle("Measure it: the judge on 500 held-out digits at 21 noise levels (a few seconds, once)",
+               key=k("measure")):
     curve = _recognisability(state.get(PAGE, "schedule"))
     pct = [100 * f for f in curve["fraction"]]
     c1, c2 = st.columns(2)

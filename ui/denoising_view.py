@@ -56,14 +56,15 @@ def trajectory_panel(ck, path: str, digit: int, seed: int, cfg: SampleConfig) ->
     n = len(tr["t"])
     i = st.slider("denoising step", 0, n - 1, n - 1, key="denoising.frame",
                   help="Scrub through the reverse process: x_t is the state, x̂₀ the model's current guess.")
-    done = 100 * (i + 1) / n
+    done = 100 * i / (n - 1)
+    t = tr["t"][i]
     c1, c2, c3 = st.columns([1, 1, 2])
     with c1:
-        widgets.show(tr["x_t"][i], caption=f"x_t at t = {tr['t'][i]}", scale=7)
+        widgets.show(tr["x_t"][i], caption=f"x_t at t = {t}" if t >= 0 else "final sample x₀", scale=7)
     with c2:
-        widgets.show(tr["x0"][i], caption=f"x̂₀ predicted at t = {tr['t'][i]}", scale=7)
+        widgets.show(tr["x0"][i], caption=f"x̂₀ predicted at t = {t}" if t >= 0 else "final sample x₀", scale=7)
     with c3:
-        st.markdown(f"Step **{i + 1} / {n}** ({done:.0f} % of denoising done). "
+        st.markdown(f"Frame **{i + 1} / {n}** ({done:.0f} % of denoising done). "
                     f"x̂₀ = (x_t − √(1−ᾱ_t)·ε̂) / √ᾱ_t — the model's guess of the clean digit from where it is now.")
         st.caption(f"{cfg.sampler.upper()}-{cfg.steps}, guidance w = {cfg.guidance}, seed {seed}: "
                    f"{tr['seconds']:.2f} s for this digit on {resources.device_label()}.")

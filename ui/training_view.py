@@ -16,12 +16,13 @@ from . import figures, resources, widgets
 
 def start_form(can_control: bool) -> None:
     trainer = resources.get_trainer()
+    preset = st.selectbox("Preset", list(PRESETS), index=0, key="training.preset",
+                          format_func=lambda n: f"{n} — {PRESETS[n].description}")
+    stamp = st.session_state.setdefault("training.stamp", time.strftime("%H%M%S"))
     with st.form("training.form"):
-        c1, c2, c3 = st.columns(3)
-        preset = c1.selectbox("Preset", list(PRESETS), index=0, key="training.preset",
-                              format_func=lambda n: f"{n} — {PRESETS[n].description}")
-        name = c2.text_input("Run name", value=f"{preset}-{time.strftime('%H%M%S')}", key="training.name")
-        steps = c3.number_input("Steps", 1, 1_000_000, value=PRESETS[preset].train.steps, key="training.steps")
+        c1, c2 = st.columns(2)
+        name = c1.text_input("Run name", value=f"{preset}-{stamp}", key="training.name")
+        steps = c2.number_input("Steps", 1, 1_000_000, value=PRESETS[preset].train.steps, key="training.steps")
         c1, c2, c3, c4 = st.columns(4)
         width = c1.number_input("Width (base channels)", 4, 512, value=PRESETS[preset].model.base_channels, step=4)
         depth = c2.number_input("Depth (blocks / level)", 1, 8, value=PRESETS[preset].model.num_res_blocks)
@@ -40,6 +41,7 @@ def start_form(can_control: bool) -> None:
                           batch_size=int(batch), T=int(T), kind=kind, p_uncond=float(p_uncond), steps=int(steps))
             init_from = None if init == "fresh weights" else resources.model_choices()[init]
             trainer.start(name, p.model, p.schedule, p.train, p.recommended, init_from=init_from)
+            st.session_state.pop("training.stamp", None)        # the next run gets a fresh default name
             st.toast(f"Started {name}")
         except (ConfigError, TrainerBusy, ValueError, FileExistsError) as e:
             st.error(str(e))

@@ -1,0 +1,105 @@
+"""Real-browser tests: Playwright drives Debian's Chromium against `streamlit run` on loopback."""
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+pytestmark = [pytest.mark.browser,
+              pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium is not installed "
+                                 "(apt-get install chromium; .ci/run installs it)")]
+ROOT = Path(__file__).resolve().parent.parent
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run", "--disable-quic"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    port = _free_port()
+    env = dict(os.environ, HF_HUB_OFFLINE="1", DIFFUSION_LAB_RUNS=str(tmp_path_factory.mktemp("runs")))
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard.py"),
+                             "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
+                             "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(120):
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("streamlit did not become healthy: " + proc.stderr.read().decode()[-2000:])
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        yield b
+        b.close()
+
+
+def _open(browser, url):
+    from playwright.sync_api import expect
+
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(url)
+    page.wait_for_selector("[data-testid='stAppViewContainer']", timeout=60_000)
+    page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]", timeout=120_000)
+    return page
+
+
+def test_every_page_opens_without_an_exception(server, browser):
+    from playwright.sync_api import expect
+
+    page = _open(browser, server)
+    expect(page.get_by_role("heading", name="Diffusion Lab").first).to_be_visible(timeout=90_000)
+    for path, title in (("forward", "Forward process: adding noise"), ("denoising", "Denoising: from noise to a digit"), ("architecture", "Architecture: inside"),
+                        ("training", "Training"), ("worksheet", "Worksheet")):
+        page.goto(f"{server}/{path}")
+        expect(page.get_by_role("heading", name=title).first).to_be_visible(timeout=90_000)
+        page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]", timeout=120_000)
+        assert page.locator("[data-testid=stException]").count() == 0, path
+    page.close()
+
+
+def test_forward_slider_changes_the_image_and_link_restores_view(server, browser):
+    from playwright.sync_api import expect
+
+    page = _open(browser, f"{server}/forward?t=100&digit=5")
+    formula = page.locator(".katex").nth(1)
+    expect(formula).to_contain_text("100", timeout=60_000)
+    img = page.locator("[data-testid=stImage] img").nth(1)
+    src_before = img.get_attribute("src")
+    slider = page.get_by_role("slider").first
+    slider.focus()
+    for _ in range(5):
+        slider.press("ArrowRight")
+    page.wait_for_timeout(500)
+    page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]", timeout=60_000)
+    expect(formula).to_contain_text("x_{105}", timeout=30_000)
+    assert img.get_attribute("src") != src_before
+    assert "t=105" in page.url                                   # the new view is in the URL, ready to share
+    page.close()

@@ -1,0 +1,138 @@
+"""Every page renders under streamlit.testing's AppTest, and its main control changes its main output.
+
+A tiny model, trained for a few steps into a temporary runs folder, stands in for the shipped one.
+"""
+import json
+import os
+
+import pytest
+
+pytest.importorskip("streamlit")
+import streamlit as st  # noqa: E402
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from engine.training import TrainingRun  # noqa: E402
+
+from .conftest import TINY_MODEL, TINY_SAMPLE, TINY_SCHEDULE, TINY_TRAIN  # noqa: E402
+
+APP = os.path.join(os.path.dirname(__file__), "..", "dashboard.py")
+
+
+@pytest.fixture(scope="module")
+def runs_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    run = TrainingRun(TINY_MODEL, TINY_SCHEDULE, TINY_TRAIN.replace(steps=4), TINY_SAMPLE, root / "tiny")
+    for _ in range(4):
+        run.step()
+    run.save()
+    return root
+
+
+@pytest.fixture
+def app(runs_root, monkeypatch):
+    import ui.resources as res
+
+    monkeypatch.setattr(res, "RUNS_ROOT", runs_root)
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params["model"] = "tiny"
+    yield at
+    trainer = res.get_trainer()
+    trainer.stop(wait=30)
+    st.cache_resource.clear()
+
+
+def _ok(at):
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def _charts(at):
+    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+
+
+def _images(at):
+    return [i for i in at.get("imgs")]
+
+
+def test_home_page_and_forward_slider_changes_the_numbers(app):
+    app.run()
+    _ok(app)
+    assert app.title[0].value == "Diffusion Lab"
+    app.switch_page("pages/forward_process.py").run()
+    _ok(app)
+    assert app.title[0].value.startswith("Forward process")
+    before = [m.value for m in app.latex]
+    app.slider(key="forward.t").set_value(900).run()
+    _ok(app)
+    after = [m.value for m in app.latex]
+    assert before != after and "x_{900}" in after[1]
+    assert app.query_params["t"] == ["900"] or app.query_params["t"] == "900"
+    assert any(c["data"][0]["type"] == "histogram" for c in _charts(app))
+
+
+def test_shared_link_restores_the_view_and_bad_values_are_ignored(app):
+    app.run()
+    app.query_params["t"] = "123"
+    app.query_params["digit"] = "banana"
+    app.switch_page("pages/forward_process.py").run()
+    _ok(app)
+    assert app.slider(key="forward.t").value == 123
+    assert app.number_input(key="forward.digit").value == 3          # default, the bad value was ignored
+
+
+def test_denoising_page_renders_trajectory_and_changes_with_digit(app):
+    app.run()
+    app.switch_page("pages/denoising.py").run()
+    _ok(app)
+    distance = [m.value for m in app.markdown if m.value.startswith("Pixel distance")]
+    app.slider(key="denoising.frame").set_value(0).run()
+    _ok(app)
+    assert any("Frame **1 /" in v for v in [m.value for m in app.markdown])
+    app.number_input(key="denoising.digit").set_value(2).run()
+    _ok(app)
+    assert distance and distance != [m.value for m in app.markdown if m.value.startswith("Pixel distance")]
+
+
+def test_architecture_page_shows_the_loaded_model(app):
+    app.run()
+    app.switch_page("pages/architecture.py").run()
+    _ok(app)
+    diagram = _charts(app)[0]
+    text = " ".join(str(t) for t in diagram["data"][0]["text"])
+    assert "mid_attn" in text and "(1, 16, 14, 14)" in text            # TINY_MODEL: 8 / 16 channels
+    app.slider(key="arch.told").set_value(10).run()
+    _ok(app)
+
+
+def test_training_page_starts_a_tiny_run_and_progress_appears(app, runs_root):
+    app.run()
+    app.switch_page("pages/training.py").run()
+    _ok(app)
+    app.selectbox(key="training.preset").set_value("tiny")
+    app.text_input(key="training.name").set_value("apptest-run")
+    app.number_input(key="training.steps").set_value(3)
+    app.button[0].click().run()         # the form's submit button
+    _ok(app)
+    import ui.resources as res
+
+    res.get_trainer().join(120)
+    app.run()
+    _ok(app)
+    s = res.get_trainer().status()
+    assert s.run_name == "apptest-run" and s.step == 3
+    assert app.get("progress") and "apptest-run" in app.get("progress")[0].proto.text
+
+
+def test_worksheet_show_me_switches_page_with_settings(app):
+    app.run()
+    app.switch_page("pages/worksheet.py").run()
+    _ok(app)
+    assert len(app.text_area) >= 10
+    app.toggle(key="worksheet.notes").set_value(True).run()
+    assert app.info
+    app.button(key="worksheet.show.3.3").click().run()
+    _ok(app)
+    assert app.title[0].value.startswith("Architecture")
+    assert app.slider(key="arch.told").value == 900
