@@ -31,7 +31,7 @@ def test_memorisation_flags_an_exact_copy():
     train, held = load("mnist-5k")
     samples = torch.cat([train.images[:1], held.images[:9]])    # one copy of a training digit, nine unseen
     m = memorisation(samples, train.images, held.images)
-    assert m["nearest_train_l2"][0] == 0.0 and m["nearest_train_index"][0] == 0
+    assert m["nearest_train_l2"][0] < 1e-3 and m["nearest_train_index"][0] == 0
     assert m["fraction_closer_than_threshold"] >= 0.1
 
 
