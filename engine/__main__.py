@@ -164,6 +164,17 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(a: argparse.Namespace) -> int:
+    from .bench import run_bench
+
+    res = run_bench(quick=a.quick, checkpoint=a.checkpoint, threads=a.threads, peer=not a.no_peer)
+    print("\n" + "\n".join(f"{k:32s} {v}" for k, v in res.items() if not isinstance(v, list)))
+    if a.out:
+        Path(a.out).write_text(json.dumps(res, indent=2))
+        print(f"written to {a.out}")
+    return 0
+
+
 def cmd_summary(a: argparse.Namespace) -> int:
     from .config import ModelConfig
     from .presets import get_preset
@@ -257,6 +268,14 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", default="auto")
     e.add_argument("--threads", type=int)
     e.set_defaults(func=cmd_evaluate)
+
+    b = sub.add_parser("bench", help="throughput, sampling speed, slider latency, cold start; prints and writes JSON")
+    b.add_argument("--quick", action="store_true", help="fewer repeats, no DDPM-1000: about a minute")
+    b.add_argument("--checkpoint", help="model for the sampling figures (default: checkpoints/default)")
+    b.add_argument("--threads", type=int)
+    b.add_argument("--no-peer", action="store_true", help="skip the diffusers peer")
+    b.add_argument("--out", help="write the figures as JSON (flat keys)")
+    b.set_defaults(func=cmd_bench)
 
     m = sub.add_parser("summary", help="per-block shapes, parameters and FLOPs of a model")
     m.add_argument("--preset")

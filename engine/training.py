@@ -613,7 +613,11 @@ def list_runs(runs_root: str | _Path = DEFAULT_RUNS_ROOT) -> list[dict]:
             losses = [r["loss"] for r in metrics if "loss" in r]
             judged = [r["judge_accuracy"] for r in metrics if "judge_accuracy" in r]
             wall = float(meta.get("wall_time_s", 0.0))
-            row.update(step=int(meta.get("step", 0)), total=tc.steps, params=count_parameters(build_model(mc)),
+            from .summary import total_flops
+
+            model = build_model(mc)
+            row.update(step=int(meta.get("step", 0)), total=tc.steps, params=count_parameters(model),
+                       mflop_per_image=round(total_flops(model) / 1e6, 1),
                        wall_time_s=round(wall, 1),
                        images_per_s=round(meta.get("images_seen", 0) / wall, 1) if wall else None,
                        final_loss=round(sum(losses[-10:]) / len(losses[-10:]), 4) if losses else None,

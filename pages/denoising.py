@@ -54,5 +54,8 @@ view.recognisability_panel(ck, path, cfg)
 st.subheader("Classifier-free guidance: class × weight (2.3)")
 view.guidance_grid_panel(ck, path, cfg)
 
+st.subheader("Samplers: the wrong sampler, and DDPM vs DDIM speed and quality (5.2)")
+view.sampler_panel(ck, path, cfg, int(get("digit")), int(get("seed")))
+
 st.subheader("Did the model copy a training digit? (5.2)")
 view.memorisation_panel(final)

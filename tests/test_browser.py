@@ -103,3 +103,34 @@ def test_forward_slider_changes_the_image_and_link_restores_view(server, browser
     assert img.get_attribute("src") != src_before
     assert "t=105" in page.url                                   # the new view is in the URL, ready to share
     page.close()
+
+
+def test_training_page_starts_a_tiny_run_and_the_loss_chart_grows(server, browser):
+    from playwright.sync_api import expect
+
+    page = _open(browser, f"{server}/training")
+    page.get_by_label("Steps", exact=True).fill("400")
+    page.get_by_role("button", name="Start training").click()
+    progress = page.locator("[data-testid=stProgress]")
+    expect(progress).to_contain_text("running", timeout=60_000)
+
+    def points() -> int:
+        return page.evaluate("""() => { const d = document.querySelectorAll('.js-plotly-plot');
+            for (const p of d) { if (p.layout && p.layout.title && String(p.layout.title.text).includes('training loss'))
+                return p.data.length ? p.data[0].x.length : 0; } return -1; }""")
+
+    deadline = time.time() + 90
+    first = -1
+    while time.time() < deadline and first <= 0:
+        page.wait_for_timeout(1000)
+        first = points()
+    assert first > 0, "no loss points appeared"
+    deadline = time.time() + 60
+    later = first
+    while time.time() < deadline and later <= first:
+        page.wait_for_timeout(1000)
+        later = points()
+    assert later > first, "the loss chart did not grow"
+    page.get_by_role("button", name="Stop").click()
+    expect(progress).to_contain_text("idle", timeout=60_000)
+    page.close()

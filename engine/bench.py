@@ -1,0 +1,208 @@
+"""`python -m engine bench`: measured figures, medians over repeats, in one run on one machine.
+
+Every figure is measured here, now; nothing is asserted. `--quick` shrinks repeats and sample counts to run in
+about a minute. The peer is diffusers' UNet2DModel configured as in the Hugging Face course's class-conditioned
+MNIST example (block_out_channels (32, 64, 64), two layers per block, attention in the two lower levels, the
+class as 4 extra input channels), trained with the same batch, data and threads.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .config import SampleConfig, ScheduleConfig, TrainConfig
+from .data import load as load_data
+from .presets import get_preset
+from .schedule import NoiseSchedule, noising_strip
+from .summary import total_flops
+from .training import make_optimizer, train_step
+from .unet import build_model
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _median_time(fn, repeats: int, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def matmul_gflops(n: int = 1024, repeats: int = 10) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    dt = _median_time(lambda: a @ b, repeats, warmup=3)
+    return 2 * n ** 3 / dt / 1e9
+
+
+class PeerUNet(nn.Module):
+    """The HF course's ClassConditionedUnet: class embedding (size 4) broadcast as extra input channels."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from diffusers import UNet2DModel
+
+        self.class_emb = nn.Embedding(10, 4)
+        self.model = UNet2DModel(sample_size=28, in_channels=1 + 4, out_channels=1, layers_per_block=2,
+                                 block_out_channels=(32, 64, 64),
+                                 down_block_types=("DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"),
+                                 up_block_types=("AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D"))
+
+    def forward(self, x, t, y, style=None):
+        c = self.class_emb(y.clamp(max=9))[:, :, None, None].expand(-1, -1, *x.shape[2:])   # (B, 4, 28, 28)
+        return self.model(torch.cat([x, c], 1), t).sample
+
+
+def train_throughput(model: nn.Module, batch: int, steps: int, schedule: NoiseSchedule) -> float:
+    """Median images/s of train_step on real digits (same code path as real training)."""
+    train, _ = load_data("mnist-5k")
+    cfg = TrainConfig(batch_size=batch, p_uncond=0.0 if not hasattr(model, "cfg") else 0.1)
+    opt = make_optimizer(model, cfg)
+    g = torch.Generator().manual_seed(0)
+    x, y = train.images[:batch], train.labels[:batch]
+    if not hasattr(model, "cfg"):
+        model.cfg = type("Cfg", (), {"null_class": 10})()        # the peer drops no labels; null unused
+    dt = _median_time(lambda: train_step(model, opt, schedule, x, y, cfg, 1000, g), steps, warmup=2)
+    return batch / dt
+
+
+def sampling_figures(checkpoint, judge, configs: list[SampleConfig], per_class: int) -> list[dict]:
+    """Seconds and judge accuracy for `per_class` guided digits per class under each sampler config."""
+    from .judge import predict
+    from .sampling import class_labels, sample
+
+    labels = class_labels(per_class)
+    schedule = NoiseSchedule(checkpoint.schedule_config)
+    out = []
+    for cfg in configs:
+        t0 = time.perf_counter()
+        x = sample(checkpoint.model, schedule, labels, cfg)
+        dt = time.perf_counter() - t0
+        row = {"sampler": cfg.sampler, "steps": cfg.steps, "n": len(labels), "seconds": round(dt, 3)}
+        if judge is not None:
+            probs, _ = predict(judge, x)
+            row["judge_accuracy"] = round(float((probs.argmax(1) == labels).float().mean()), 4)
+        out.append(row)
+    return out
+
+
+def forward_slider_ms(repeats: int = 50) -> dict:
+    schedule = NoiseSchedule(ScheduleConfig())
+    _, held = load_data("mnist-5k")
+    x0 = held.images[:1]
+    noise = torch.randn_like(x0)
+    one = _median_time(lambda: schedule.q_sample(x0, torch.tensor([500]), noise), repeats, warmup=3)
+    strip = _median_time(lambda: noising_strip(schedule, x0, [i / 10 for i in range(11)], noise), repeats, warmup=3)
+    return {"forward_slider_ms": round(1000 * one, 3), "forward_strip_ms": round(1000 * strip, 3)}
+
+
+def cold_start_s(timeout: float = 120.0) -> float | None:
+    """Seconds from `streamlit run dashboard.py` to the server answering its health check."""
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard.py"), "--server.headless",
+                             "true", "--server.port", str(port), "--server.address", "127.0.0.1"],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    try:
+        while time.perf_counter() - t0 < timeout:
+            try:
+                if urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1).read() == b"ok":
+                    return round(time.perf_counter() - t0, 2)
+            except OSError:
+                time.sleep(0.1)
+        return None
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def first_page_s() -> float:
+    """Seconds for the dashboard script plus its first page to run once (AppTest, models loaded on the way)."""
+    code = ("import time,os;os.environ['HF_HUB_OFFLINE']='1';t=time.perf_counter();"
+            "from streamlit.testing.v1 import AppTest;"
+            f"at=AppTest.from_file({str(ROOT / 'dashboard.py')!r},default_timeout=300);at.run();"
+            "import resource;print(time.perf_counter()-t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    secs, rss_kb = out.stdout.strip().split()[-2:]
+    return round(float(secs), 2), round(int(rss_kb) / 1024, 1)
+
+
+def run_bench(quick: bool = False, checkpoint: str | None = None, threads: int | None = None,
+              peer: bool = True, log=print) -> dict:
+    if threads:
+        torch.set_num_threads(threads)
+    res: dict = {"machine": platform.machine(), "processor": platform.processor() or platform.machine(),
+                 "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(), "torch": torch.__version__,
+                 "device": "cpu", "quick": quick}
+    reps = 3 if quick else 7
+    res["matmul_gflops"] = round(matmul_gflops(), 1)
+    log(f"matmul 1024² fp32: {res['matmul_gflops']} GFLOP/s ({res['threads']} threads)")
+    schedule = NoiseSchedule(ScheduleConfig())
+    for name in ("tiny", "default"):
+        p = get_preset(name)
+        torch.manual_seed(0)
+        model = build_model(p.model)
+        ips = train_throughput(model, 128, reps, schedule)
+        flops = total_flops(model)
+        res[f"train_img_per_s_{name}"] = round(ips, 1)
+        res[f"forward_mflop_{name}"] = round(flops / 1e6, 1)
+        res[f"train_gflops_{name}"] = round(3 * flops * ips / 1e9, 1)   # backward ~ 2x forward
+        log(f"train {name}: {ips:.0f} images/s, {3 * flops * ips / 1e9:.0f} GFLOP/s")
+    res["train_flops_utilisation"] = round(res["train_gflops_default"] / res["matmul_gflops"], 3)
+    if peer:
+        try:
+            torch.manual_seed(0)
+            peer_model = PeerUNet()
+            ips = train_throughput(peer_model, 128, reps, schedule)
+            res["train_img_per_s_peer"] = round(ips, 1)
+            res["train_ratio_default_vs_peer"] = round(res["train_img_per_s_default"] / ips, 2)
+            log(f"train peer (diffusers UNet2DModel, HF course config): {ips:.0f} images/s")
+        except ImportError:
+            log("peer skipped: diffusers is not installed (pip install -r requirements-test.txt)")
+    res.update(forward_slider_ms(20 if quick else 100))
+    log(f"forward slider: {res['forward_slider_ms']} ms per q_sample, {res['forward_strip_ms']} ms per 11-image strip")
+    ck_path = Path(checkpoint) if checkpoint else ROOT / "checkpoints" / "default"
+    if (ck_path / "weights.safetensors").exists():
+        from .checkpoints import load_checkpoint
+        from .judge import load_judge
+
+        ck = load_checkpoint(ck_path)
+        try:
+            judge = load_judge()
+        except Exception:
+            judge = None
+        w = ck.recommended.guidance
+        cfgs = [SampleConfig(sampler="ddim", steps=s, guidance=w) for s in (10, 25, 50)]
+        if not quick:
+            cfgs.append(SampleConfig(sampler="ddpm", steps=ck.schedule_config.T, guidance=w))
+        rows = sampling_figures(ck, judge, cfgs, 10)
+        res["sampling"] = rows
+        for r in rows:
+            res[f"sample_100_{r['sampler']}{r['steps']}_s"] = r["seconds"]
+            log(f"sample 100 guided digits {r['sampler'].upper()}-{r['steps']}: {r['seconds']:.2f} s, "
+                f"judge accuracy {r.get('judge_accuracy', float('nan')):.1%}")
+    res["cold_start_s"] = cold_start_s()
+    res["first_page_s"], res["peak_rss_mb"] = first_page_s()
+    log(f"cold start (health check): {res['cold_start_s']} s; dashboard + first page: {res['first_page_s']} s; "
+        f"peak RSS {res['peak_rss_mb']} MB")
+    return res
