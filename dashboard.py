@@ -23,6 +23,7 @@ PAGES = {
     ],
     "Experiment": [
         st.Page("pages/training.py", title="Training", icon=":material/model_training:", url_path="training"),
+        st.Page("pages/applications.py", title="Applications", icon=":material/build:", url_path="applications"),
     ],
     "Answer": [
         st.Page("pages/worksheet.py", title="Worksheet", icon=":material/assignment:", url_path="worksheet"),

@@ -164,6 +164,40 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_apply(a: argparse.Namespace) -> int:
+    import torch
+    from PIL import Image
+
+    from . import applications as apps
+    from .checkpoints import load_checkpoint
+    from .data import load as load_data
+    from .sampling import to_uint8
+    from .schedule import NoiseSchedule
+
+    ck = load_checkpoint(a.checkpoint)
+    s = NoiseSchedule(ck.schedule_config)
+    cfg = ck.recommended.replace(**{k: v for k, v in dict(steps=a.steps, guidance=a.guidance).items() if v is not None})
+    _, held = load_data("mnist-5k")
+    x = held.of_class(a.digit)[a.index:a.index + 1]
+    label = a.label if a.label is not None else a.digit
+    t0 = time.perf_counter()
+    if a.task == "inpaint":
+        out = apps.inpaint(ck.model, s, x, apps.make_mask(a.mask, a.seed), label, cfg, a.seed, a.resample)
+    elif a.task == "edit":
+        out = apps.sdedit(ck.model, s, x, label, a.strength, cfg, a.seed)
+    elif a.task == "upscale":
+        out = apps.upscale(ck.model, s, apps.downsample(x, a.factor), label, cfg, a.seed)
+    else:
+        out = apps.interpolate_classes(ck.model, s, a.digit, label, 8, cfg, a.seed)
+    dt = time.perf_counter() - t0
+    strip = torch.cat([x, out]) if a.task != "interpolate" else out
+    img = to_uint8(strip).permute(1, 0, 2).reshape(28, -1).numpy()
+    Image.fromarray(img).resize((img.shape[1] * 4, 112), Image.NEAREST).save(a.out)
+    print(f"{a.task}: {dt:.1f} s -> {a.out} (" + ("input, then output" if a.task != "interpolate" else
+                                                  f"{a.digit} to {label}") + ")")
+    return 0
+
+
 def cmd_bench(a: argparse.Namespace) -> int:
     from .bench import run_bench
 
@@ -268,6 +302,22 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", default="auto")
     e.add_argument("--threads", type=int)
     e.set_defaults(func=cmd_evaluate)
+
+    ap = sub.add_parser("apply", help="inpaint / edit / upscale / interpolate a held-out digit; writes a PNG strip")
+    ap.add_argument("task", choices=["inpaint", "edit", "upscale", "interpolate"])
+    ap.add_argument("--checkpoint", default="checkpoints/default")
+    ap.add_argument("--digit", type=int, default=3, help="class of the held-out input digit")
+    ap.add_argument("--index", type=int, default=0, help="which held-out digit of that class")
+    ap.add_argument("--label", type=int, help="target class (default: the input's class)")
+    ap.add_argument("--mask", default="right", help="inpainting mask: left right top bottom centre random")
+    ap.add_argument("--resample", type=int, default=1)
+    ap.add_argument("--strength", type=float, default=0.5, help="SDEdit strength in [0, 1]")
+    ap.add_argument("--factor", type=int, default=4, choices=[2, 4], help="upscaling from 28/factor")
+    ap.add_argument("--steps", type=int)
+    ap.add_argument("--guidance", type=float)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default="apply.png")
+    ap.set_defaults(func=cmd_apply)
 
     b = sub.add_parser("bench", help="throughput, sampling speed, slider latency, cold start; prints and writes JSON")
     b.add_argument("--quick", action="store_true", help="fewer repeats, no DDPM-1000: about a minute")

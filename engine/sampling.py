@@ -47,7 +47,12 @@ def guided_eps(model: torch.nn.Module, x_t: torch.Tensor, t: int, labels: torch.
     conditional = cfg is None or cfg.class_embedding or cfg.style_dim > 0
     if guidance == 0 or not conditional:
         return model(x_t, tt, labels, style)
-    null = torch.full_like(labels, cfg.null_class if cfg is not None else 10)
+    null_index = cfg.null_class if cfg is not None else 10
+    if labels.dim() == 2:                                    # soft labels: the null is one-hot on index 10
+        null = torch.zeros_like(labels)
+        null[:, null_index] = 1.0
+    else:
+        null = torch.full_like(labels, null_index)
     style2 = None
     if style is not None:
         style2 = torch.cat([style, torch.full_like(style, float("nan"))])
@@ -143,7 +148,7 @@ def sample_progressive(model: torch.nn.Module, schedule: NoiseSchedule, labels: 
     cfg = config or SampleConfig()
     device = next(model.parameters()).device
     labels = labels.to(device)
-    B = labels.shape[0]
+    B = labels.shape[0]                                       # labels: (B,) ints or (B, 11) soft weights
     shape = (B, model.cfg.in_channels, model.cfg.image_size, model.cfg.image_size)
     if seeds is None:
         seeds = [cfg.seed + i for i in range(B)]

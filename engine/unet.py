@@ -4,7 +4,8 @@ eps_pred = model(x_t, t, y, style)  predicts the noise that was added to x_0 to 
 
     x_t   (B, C, H, W)  noisy images in the engine's range
     t     (B,)          int64 timesteps in [0, T)
-    y     (B,)          int64 class labels 0..9, or 10 = the null class ("no label", for guidance)
+    y     (B,)          int64 class labels 0..9, or 10 = the null class ("no label", for guidance);
+          (B, 11)       or float weights over the 11 class embeddings (a mix, for interpolation)
     style (B, S)        optional continuous style values; a row of NaN means "no style" (null)
 
 Design (Ho et al. 2020 / Dhariwal & Nichol 2021, sized for a CPU laptop):
@@ -117,7 +118,11 @@ class Conditioning(nn.Module):
         if self.class_emb is not None:
             if y is None:
                 y = torch.full((batch,), self.cfg.null_class, dtype=torch.long, device=device)
-            c = self.class_emb(y)                                                       # (B, E)
+            if y.dim() == 2:
+                # soft labels (B, num_classes + 1): a weighted mix of class embeddings (interpolation)
+                c = y.to(self.class_emb.weight.dtype) @ self.class_emb.weight            # (B, E)
+            else:
+                c = self.class_emb(y)                                                   # (B, E)
             emb = c if emb is None else emb + c
         if self.style_mlp is not None:
             if style is None:

@@ -23,25 +23,7 @@ st.caption("Worksheet 1.1 and 1.2. Pick a digit, move t, and watch the signal fa
 
 left, right = st.columns([1, 2])
 with left:
-    source = st.radio("Digit source", ["data set", "upload"], horizontal=True, key=k("source"))
-    if source == "data set":
-        c1, c2 = st.columns(2)
-        c1.number_input("class", 0, 9, key=k("digit"))
-        c2.number_input("example", 0, 99, key=k("idx"))
-        x0, caption = widgets.pick_real_digit(state.get(PAGE, "digit"), state.get(PAGE, "idx"))
-    else:
-        up = st.file_uploader("PNG / JPG of one digit", type=["png", "jpg", "jpeg", "gif", "bmp", "webp"],
-                              key=k("upload"))
-        x0, caption = None, ""
-        if up is not None:
-            try:
-                d = widgets.image_to_digit(up.getvalue())
-                x0, caption = torch.from_numpy(d).float().div(127.5).sub(1).view(1, 1, 28, 28), up.name
-            except widgets.BadImage as e:
-                st.error(f"Cannot use this file: {e}")
-        if x0 is None:
-            x0, caption = widgets.pick_real_digit(3, 0)
-            st.info("Showing a data-set digit until a usable image is uploaded.")
+    x0, caption = widgets.digit_source(PAGE)
     st.radio("Schedule", ["cosine", "linear"], horizontal=True, key=k("schedule"))
     st.number_input("noise seed", 0, 9999, key=k("noise"))
 

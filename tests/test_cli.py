@@ -54,3 +54,21 @@ def test_bad_hyperparameter_is_a_message_not_a_traceback(tmp_path):
 def test_summary_prints_blocks():
     r = _engine("summary", "--preset", "default")
     assert r.returncode == 0 and "mid_attn" in r.stdout and "total" in r.stdout
+
+
+def test_apply_commands_write_png_strips(tmp_path):
+    from engine.checkpoints import save_checkpoint
+    from engine.unet import build_model
+
+    from .conftest import TINY_MODEL, TINY_SAMPLE, TINY_SCHEDULE
+
+    ck = save_checkpoint(tmp_path / "m", model=build_model(TINY_MODEL), ema_model=None, model_config=TINY_MODEL,
+                         schedule_config=TINY_SCHEDULE, train_config=None, recommended=TINY_SAMPLE)
+    for task in ("inpaint", "edit", "upscale", "interpolate"):
+        out = tmp_path / f"{task}.png"
+        r = _engine("apply", task, "--checkpoint", str(ck), "--label", "8", "--out", str(out))
+        assert r.returncode == 0, r.stderr
+        from PIL import Image
+
+        w, h = Image.open(out).size
+        assert h == 112 and w == (8 if task == "interpolate" else 2) * 112

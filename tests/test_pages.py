@@ -136,3 +136,15 @@ def test_worksheet_show_me_switches_page_with_settings(app):
     _ok(app)
     assert app.title[0].value.startswith("Architecture")
     assert app.slider(key="arch.told").value == 900
+
+
+def test_applications_page_runs_every_tab_and_strength_changes_the_edit(app):
+    app.run()
+    app.switch_page("pages/applications.py").run()
+    _ok(app)
+    assert app.title[0].value.startswith("Applications")
+    before = [m.value for m in app.markdown if "SDEdit" in m.value]
+    app.slider(key="apps.strength").set_value(0.9).run()
+    _ok(app)
+    after = [m.value for m in app.markdown if "SDEdit" in m.value]
+    assert before and after and before != after and "90%" in after[0]

@@ -106,3 +106,23 @@ def model_sidebar() -> str | None:
     st.query_params["model"] = path.rstrip("/").split("/")[-1]
     st.session_state["app.model_path"] = path
     return path
+
+
+def digit_source(ns: str, default_digit: int = 3) -> tuple[torch.Tensor, str]:
+    """Data-set picker or upload; returns (1, 1, 28, 28) in [-1, 1] and a caption. Bad uploads get st.error."""
+    source = st.radio("Digit source", ["data set", "upload"], horizontal=True, key=f"{ns}.source")
+    if source == "upload":
+        up = st.file_uploader("PNG / JPG of one digit (≤ 5 MB)", type=["png", "jpg", "jpeg", "gif", "bmp", "webp"],
+                              key=f"{ns}.upload")
+        if up is not None:
+            try:
+                d = image_to_digit(up.getvalue())
+                return torch.from_numpy(d).float().div(127.5).sub(1).view(1, 1, 28, 28), up.name
+            except BadImage as e:
+                st.error(f"Cannot use this file: {e}")
+        st.info("Showing a data-set digit until a usable image is uploaded.")
+        return pick_real_digit(default_digit, 0)
+    c1, c2 = st.columns(2)
+    digit = c1.number_input("class", 0, 9, key=f"{ns}.digit")
+    idx = c2.number_input("example", 0, 99, key=f"{ns}.idx")
+    return pick_real_digit(int(digit), int(idx))

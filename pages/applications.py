@@ -1,0 +1,38 @@
+"""Applications: worksheet 5.1 and 5.2 — inpainting, editing, upscaling, interpolation, and the limits."""
+import streamlit as st
+
+from engine.checkpoints import CheckpointError
+from engine.config import SampleConfig
+from ui import applications_view as view, resources, widgets
+
+st.title("Applications: putting the model to work")
+path = st.session_state.get("app.model_path")
+if path is None:
+    st.warning("No diffusion model available. Train one on the Training page first.")
+    st.stop()
+try:
+    ck = resources.load_model(path)
+except CheckpointError as e:
+    st.error(f"Cannot load this model: {e}")
+    st.stop()
+
+left, right = st.columns([1, 3])
+with left:
+    x, caption = widgets.digit_source("apps", default_digit=3)
+    widgets.show(widgets.to_display(x[0]), caption=caption, scale=4)
+    steps = st.slider("denoising steps", 5, view.MAX_STEPS, min(25, view.MAX_STEPS), key="apps.steps")
+    w = st.slider("guidance w", 0.0, 6.0, float(ck.recommended.guidance), 0.5, key="apps.w")
+cfg = SampleConfig(sampler="ddim", steps=min(int(steps), ck.schedule_config.T), guidance=float(w))
+
+with right:
+    tabs = st.tabs(["Inpainting", "Editing (SDEdit)", "Upscaling", "Interpolation", "Limits"])
+    with tabs[0]:
+        view.inpainting_tab(path, x, cfg)
+    with tabs[1]:
+        view.editing_tab(path, x, cfg)
+    with tabs[2]:
+        view.upscaling_tab(path, x, cfg)
+    with tabs[3]:
+        view.interpolation_tab(path, cfg)
+    with tabs[4]:
+        view.limits_tab(path, x, cfg)

@@ -1,0 +1,152 @@
+"""Tabs of the Applications page: each runs one engine.applications function on the chosen model."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import streamlit as st
+import torch
+
+from engine import applications as apps
+from engine.config import SampleConfig
+from engine.judge import predict
+from engine.schedule import NoiseSchedule
+
+from . import resources, widgets
+
+MAX_STEPS = 100            # server-side cap on what one learner's click may cost
+
+
+def _judge_line(x: torch.Tensor) -> str:
+    judge = resources.get_judge()
+    if judge is None:
+        return ""
+    probs, _ = predict(judge, x.clamp(-1, 1))
+    p, c = probs[0].max(0)
+    return f"judge reads **{int(c)}** ({float(p):.0%})"
+
+
+def _result_row(items: list[tuple[torch.Tensor, str]], note: str = "") -> None:
+    cols = st.columns(len(items) + (1 if note else 0))
+    for col, (img, cap) in zip(cols, items):
+        with col:
+            widgets.show(widgets.to_display(img[0]), caption=cap, scale=5)
+            st.markdown(_judge_line(img))
+    if note:
+        cols[-1].markdown(note)
+
+
+def _ctx(path: str):
+    ck = resources.load_model(path)
+    return ck, NoiseSchedule(ck.schedule_config)
+
+
+@st.cache_data(max_entries=64, show_spinner="Running the model…")
+def _apply(path: str, sha: str, name: str, x: np.ndarray | None, cfg: dict, **params) -> tuple[np.ndarray, float]:
+    """One application run, cached per (model, input, settings): reruns of the page cost nothing.
+    Returns ((B, 1, 28, 28) float32 in [-1, 1], seconds)."""
+    ck, s = _ctx(path)
+    c = SampleConfig(**cfg)
+    xt = None if x is None else torch.from_numpy(x)
+    t0 = time.perf_counter()
+    if name == "inpaint":
+        out = apps.inpaint(ck.model, s, xt, apps.make_mask(params["kind"], params["seed"]), params["label"], c,
+                           params["seed"], params["resample"])
+    elif name == "sdedit":
+        out = apps.sdedit(ck.model, s, xt, params["label"], params["strength"], c, params["seed"])
+    elif name == "upscale":
+        out = apps.upscale(ck.model, s, apps.downsample(xt, params["factor"]), params["label"], c, params["seed"])
+    elif name == "classes":
+        out = apps.interpolate_classes(ck.model, s, params["a"], params["b"], 8, c, params["seed"])
+    elif name == "seeds":
+        out = apps.interpolate_seeds(ck.model, s, params["a"], params["seed"], params["seed"] + 1, 8, c)
+    else:
+        raise ValueError(name)
+    return out.numpy(), time.perf_counter() - t0
+
+
+def run(path: str, name: str, x: torch.Tensor | None, cfg: SampleConfig, **params) -> tuple[torch.Tensor, float]:
+    ck = resources.load_model(path)
+    out, dt = _apply(path, ck.sha256, name, None if x is None else x.numpy(), cfg.to_dict(), **params)
+    return torch.from_numpy(out), dt
+
+
+def inpainting_tab(path: str, x: torch.Tensor, cfg: SampleConfig) -> None:
+    c1, c2, c3, c4 = st.columns(4)
+    kind = c1.selectbox("mask", ["right", "left", "top", "bottom", "centre", "random"], key="apps.mask")
+    label = c2.number_input("fill as digit", 0, 9, 3, key="apps.inpaint_label")
+    resample = c3.number_input("RePaint resampling", 1, 4, 1, key="apps.resample",
+                               help="repeat each step, re-noising in between: better harmony, proportionally slower")
+    seed = c4.number_input("seed", 0, 9999, 0, key="apps.inpaint_seed")
+    mask = apps.make_mask(kind, seed)
+    masked = x * mask + (1 - mask) * 0.0
+    out, dt = run(path, "inpaint", x, cfg, kind=kind, label=int(label), seed=int(seed), resample=int(resample))
+    _result_row([(x, "input"), (masked, "known pixels (grey = missing)"), (out, f"inpainted ({dt:.1f} s)")],
+                "After every step the known pixels are put back, noised to that step's level (RePaint): the model "
+                "only invents the missing part, in harmony with what it can see.")
+
+
+def editing_tab(path: str, x: torch.Tensor, cfg: SampleConfig) -> None:
+    c1, c2, c3 = st.columns(3)
+    label = c1.number_input("turn it into digit", 0, 9, 8, key="apps.edit_label")
+    strength = c2.slider("strength", 0.0, 1.0, 0.5, 0.05, key="apps.strength",
+                         help="0 = unchanged; 1 = a new digit that ignores the input")
+    seed = c3.number_input("seed", 0, 9999, 0, key="apps.edit_seed")
+    out, dt = run(path, "sdedit", x, cfg, label=int(label), strength=float(strength), seed=int(seed))
+    strip = [run(path, "sdedit", x, cfg, label=int(label), strength=f, seed=int(seed))[0]
+             for f in (0.2, 0.4, 0.6, 0.8)] if st.toggle("show the strength strip", key="apps.strip") else []
+    _result_row([(x, "input"), (out, f"edited at strength {strength:.2f} ({dt:.1f} s)")],
+                f"SDEdit: noise the input to {strength:.0%} of the chain, then denoise towards **{label}**. Low "
+                "strength keeps the shape; high strength keeps only the rough layout.")
+    if strip:
+        st.image(widgets.mosaic(widgets.to_display(torch.cat(strip)), cols=4, scale=3), output_format="PNG",
+                 caption="strength 0.2, 0.4, 0.6, 0.8")
+
+
+def upscaling_tab(path: str, x: torch.Tensor, cfg: SampleConfig) -> None:
+    c1, c2, c3 = st.columns(3)
+    size = c1.selectbox("low-resolution input", ["7x7", "14x14"], key="apps.size")
+    label = c2.number_input("digit", 0, 9, 3, key="apps.up_label")
+    seed = c3.number_input("seed", 0, 9999, 0, key="apps.up_seed")
+    factor = 4 if size == "7x7" else 2
+    low = apps.downsample(x, factor)
+    out, dt = run(path, "upscale", x, cfg, factor=factor, label=int(label), seed=int(seed))
+    nearest = torch.nn.functional.interpolate(low, scale_factor=factor, mode="nearest")
+    err = float((apps.downsample(out, factor) - low).abs().max())
+    _result_row([(nearest, f"input {size} (blocky)"), (apps.bicubic(low), "bicubic"), (out, f"diffusion ({dt:.1f} s)"),
+                 (x, "original")],
+                f"ILVR: after each step the coarse content of x_t is replaced by the input's, noised to that level; "
+                f"the model adds plausible strokes. The result downsamples back to the input (max error {err:.3f}).")
+
+
+def interpolation_tab(path: str, cfg: SampleConfig) -> None:
+    c1, c2, c3 = st.columns(3)
+    a = c1.number_input("from digit", 0, 9, 1, key="apps.from")
+    b = c2.number_input("to digit", 0, 9, 7, key="apps.to")
+    seed = c3.number_input("seed", 0, 9999, 0, key="apps.interp_seed")
+    c = cfg.replace(sampler="ddim", eta=0.0)
+    classes, _ = run(path, "classes", None, c, a=int(a), b=int(b), seed=int(seed))
+    seeds, _ = run(path, "seeds", None, c, a=int(a), seed=int(seed))
+    st.image(widgets.mosaic(widgets.to_display(classes), cols=8, scale=3), output_format="PNG",
+             caption=f"class embedding mixed from {a} to {b}, same noise")
+    st.image(widgets.mosaic(widgets.to_display(seeds), cols=8, scale=3), output_format="PNG",
+             caption=f"digit {a}, starting noise moved from seed {seed} to {seed + 1} (spherical interpolation)")
+
+
+def limits_tab(path: str, x: torch.Tensor, cfg: SampleConfig) -> None:
+    strength = st.slider("editing strength for the odd inputs", 0.1, 1.0, 0.5, 0.05, key="apps.ood_strength")
+    rows = []
+    judge = resources.get_judge()
+    for name, img in apps.out_of_distribution_inputs(x).items():
+        guess = int(predict(judge, img)[0].argmax()) if judge is not None else 0
+        out, _ = run(path, "sdedit", img, cfg, label=guess, strength=float(strength), seed=0)
+        rows.append((name, img, out, guess))
+    cols = st.columns(len(rows))
+    for col, (name, img, out, guess) in zip(cols, rows):
+        with col:
+            widgets.show(np.concatenate([widgets.to_display(img[0]), widgets.to_display(out[0])], axis=1),
+                         caption=f"{name} → edited towards {guess}", scale=3)
+            st.markdown(_judge_line(img) + " → " + _judge_line(out))
+    st.caption("The model only knows white-on-black digits: a letter is forced into the nearest digit, an inverted "
+               "digit is not read as that digit, and a blank becomes whatever the class label asks for. The judge "
+               "confidently labels even inputs that are not digits: a classifier cannot say 'none of these'.")
