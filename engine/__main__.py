@@ -244,6 +244,53 @@ def cmd_train_judge(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_clip(a: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .clip_eval import save_digit_clip, train_digit_clip
+
+    _set_threads(a.threads)
+    bar = tqdm(total=a.steps, unit="step", mininterval=2)
+
+    def progress(step: int, total: int, loss: float) -> None:
+        bar.update(1)
+        if step % 50 == 0:
+            bar.set_postfix(loss=f"{loss:.3f}")
+
+    scorer, report = train_digit_clip(steps=a.steps, batch_size=a.batch_size, lr=a.lr, seed=a.seed, progress=progress)
+    bar.close()
+    save_digit_clip(scorer, a.out, report, _command_line())
+    print(f"digit-CLIP: {report.zero_shot_accuracy:.2%} zero-shot on the 1,000 held-out digits, "
+          f"{report.style_retrieval_accuracy:.1%} thick/thin retrieval ({report.seconds:.0f} s) -> {a.out}")
+    return 0
+
+
+def cmd_clip_rank(a: argparse.Namespace) -> int:
+    from .checkpoints import load_checkpoint
+    from .clip_eval import load_digit_clip, rank_report
+    from .judge import load_judge
+    from .sampling import class_labels, sample_cached
+    from .cache import SampleCache
+
+    _set_threads(a.threads)
+    ck = load_checkpoint(a.checkpoint)
+    cfg = ck.recommended.replace(**{k: v for k, v in dict(guidance=a.guidance, seed=a.seed).items() if v is not None})
+    labels = class_labels(a.per_class)
+    seeds = [cfg.seed + i for i in range(len(labels))]
+    t0 = time.perf_counter()
+    images = sample_cached(ck, labels, cfg, seeds=seeds, cache=SampleCache())
+    scorer = load_digit_clip(a.clip) if a.clip else load_digit_clip()
+    records = rank_report(scorer, load_judge(), images, labels, seeds, a.keep)
+    Path(a.out).write_text(json.dumps(records, indent=2))
+    kept = [r for r in records if r["kept"]]
+    print(f"scored {len(records)} digits with {scorer.name} in {time.perf_counter() - t0:.1f} s; kept {len(kept)} "
+          f"(top {a.keep} per class): mean CLIPScore kept {np.mean([r['clip_score'] for r in kept]):.3f} vs all "
+          f"{np.mean([r['clip_score'] for r in records]):.3f}; judge confidence kept "
+          f"{np.mean([r['judge_confidence'] for r in kept]):.3f} vs all {np.mean([r['judge_confidence'] for r in records]):.3f}"
+          f" -> {a.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m engine", description="Diffusion Lab engine")
     sub = p.add_subparsers(dest="command", required=True)
@@ -327,6 +374,26 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", help="write the figures as JSON (flat keys)")
     b.set_defaults(func=cmd_bench)
 
+    c = sub.add_parser("train-clip", help="train the digit-reading CLIP (open_clip) used for CLIP scores")
+    c.add_argument("--steps", type=int, default=3000)
+    c.add_argument("--batch-size", type=int, default=256)
+    c.add_argument("--lr", type=float, default=1e-3)
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--out", default="checkpoints/digit_clip")
+    c.add_argument("--threads", type=int)
+    c.set_defaults(func=cmd_train_clip)
+
+    r = sub.add_parser("clip-rank", help="generate K per class, score with digit-CLIP, keep the top N; ranks.json")
+    r.add_argument("--checkpoint", default="checkpoints/default")
+    r.add_argument("--per-class", type=int, default=10)
+    r.add_argument("--keep", type=int, default=3)
+    r.add_argument("--guidance", type=float)
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--clip", help="digit-CLIP folder (default: checkpoints/digit_clip)")
+    r.add_argument("--out", default="ranks.json")
+    r.add_argument("--threads", type=int)
+    r.set_defaults(func=cmd_clip_rank)
+
     m = sub.add_parser("summary", help="per-block shapes, parameters and FLOPs of a model")
     m.add_argument("--preset")
     m.add_argument("--checkpoint")
@@ -343,7 +410,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (CheckpointError, ConfigError, DataUnavailable, NonFiniteLoss, FileNotFoundError, RuntimeError) as e:
+    except (CheckpointError, ConfigError, DataUnavailable, NonFiniteLoss, FileNotFoundError, RuntimeError,
+            ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

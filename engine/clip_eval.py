@@ -1,0 +1,371 @@
+"""CLIP evaluation with open_clip: a digit-reading CLIP trained here, and pretrained CLIP when available.
+
+digit-CLIP: open_clip's own ViT + text transformer, sized for 28x28 digits (16 patches of 7x7, width 64, two
+layers each; the bundled BPE tokenizer), built with `create_model(..., pretrained=None)` and trained by
+`python -m engine train-clip` on the train split. Captions come from templates naming the digit and its
+measured style ("a thick, right-slanted handwritten 7", "the number seven", ...).
+
+Duplicate captions: with only 10 digits a batch holds many images of one class, and plain InfoNCE would
+push apart an image and a caption that correctly describe it. We use a multi-positive contrastive loss
+(as in SupCon / UniCL): caption j counts as a positive for image i whenever it is a correct description of
+it (same digit, style words a subset of the image's), and the soft target spreads over all positives.
+
+Scores (Hessel et al. 2021): CLIPScore = 2.5 * max(cos(image, caption), 0), in [0, 2.5].
+"""
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")   # must precede the open_clip import: fail fast, never hang
+
+import open_clip  # noqa: E402
+
+from . import checkpoints as ck  # noqa: E402
+from .data import DIGIT_NAMES, load as load_data  # noqa: E402
+from .judge import random_affine  # noqa: E402
+from .style import dataset_styles, style_words  # noqa: E402
+
+CLIP_PATH = Path(__file__).resolve().parent.parent / "checkpoints" / "digit_clip"
+CLIPSCORE_W = 2.5
+DIGIT_CLIP_CFG = {
+    "embed_dim": 64,
+    "vision_cfg": {"image_size": 28, "patch_size": 7, "width": 96, "layers": 3, "head_width": 32, "mlp_ratio": 2.0},
+    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2, "mlp_ratio": 2.0},
+}
+CLASS_TEMPLATES = ("a handwritten digit {name}", "the number {name}", "a handwritten {d}", "a photo of the digit {d}")
+
+
+class ClipUnavailable(RuntimeError):
+    """A CLIP model that cannot be loaded here (no weights offline, bad path); the message says what to do."""
+
+
+def build_digit_clip() -> torch.nn.Module:
+    return open_clip.create_model("ViT-B-32", pretrained=None, embed_dim=DIGIT_CLIP_CFG["embed_dim"],
+                                  vision_cfg=DIGIT_CLIP_CFG["vision_cfg"], text_cfg=DIGIT_CLIP_CFG["text_cfg"])
+
+
+def caption_for(digit: int, words: list[str], rng: random.Random) -> tuple[str, frozenset]:
+    """A random caption for a digit with its style words; returns (text, the style words it uses)."""
+    name = DIGIT_NAMES[digit]
+    use = [w for w in words if rng.random() < 0.6]
+    kind = rng.randrange(4)
+    adj = ", ".join(use)
+    if kind == 0:
+        text = f"a {adj + ' ' if adj else ''}handwritten {digit}"
+    elif kind == 1:
+        text = f"a {adj + ' ' if adj else ''}handwritten digit {name}"
+    elif kind == 2:
+        text, use = f"the number {name}", []
+    else:
+        text = f"a photo of a {adj + ' ' if adj else ''}{digit}"
+    return text, frozenset(use)
+
+
+class Scorer:
+    """One scoring interface over digit-CLIP and pretrained open_clip models."""
+
+    def __init__(self, model: torch.nn.Module, tokenizer, image_size: int, name: str,
+                 mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.image_size = image_size
+        self.name = name
+        self.mean = torch.tensor(mean).view(1, 3, 1, 1)
+        self.std = torch.tensor(std).view(1, 3, 1, 1)
+        self._class_text: torch.Tensor | None = None
+
+    def _prep(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 1, 28, 28) in [-1, 1] -> the model's normalised 3-channel input."""
+        x01 = (x.clamp(-1, 1) + 1) / 2
+        if self.image_size != x.shape[-1]:
+            x01 = F.interpolate(x01, size=(self.image_size, self.image_size), mode="bicubic").clamp(0, 1)
+        return (x01.repeat(1, 3, 1, 1) - self.mean) / self.std
+
+    def encode_images(self, x: torch.Tensor, batch: int = 500) -> torch.Tensor:
+        feats = []
+        with torch.inference_mode():
+            for i in range(0, x.shape[0], batch):
+                feats.append(self.model.encode_image(self._prep(x[i:i + batch]), normalize=True))
+        return torch.cat(feats) if feats else torch.empty(0, 1)
+
+    def encode_texts(self, texts: list[str]) -> torch.Tensor:
+        with torch.inference_mode():
+            return self.model.encode_text(self.tokenizer(texts), normalize=True)
+
+    def class_text_features(self) -> torch.Tensor:
+        """(10, D) mean of the class-template embeddings (prompt ensembling, Radford et al. 2021 sec. 3.1.4)."""
+        if self._class_text is None:
+            feats = []
+            for d in range(10):
+                t = self.encode_texts([tpl.format(name=DIGIT_NAMES[d], d=d) for tpl in CLASS_TEMPLATES])
+                feats.append(F.normalize(t.mean(0), dim=0))
+            self._class_text = torch.stack(feats)
+        return self._class_text
+
+    def clip_score(self, x: torch.Tensor, captions: list[str]) -> torch.Tensor:
+        """CLIPScore of image i against captions[i]: 2.5 * max(cos, 0), (N,) in [0, 2.5]."""
+        img = self.encode_images(x)
+        txt = self.encode_texts(captions)
+        return CLIPSCORE_W * (img * txt).sum(1).clamp(min=0)
+
+    def class_scores(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """CLIPScore of each image against its class's ensembled prompt: (N,) in [0, 2.5]."""
+        img = self.encode_images(x)
+        return CLIPSCORE_W * (img * self.class_text_features()[labels]).sum(1).clamp(min=0)
+
+    def zero_shot(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 10) class probabilities from cosine similarity to the class prompts, at the model's scale."""
+        img = self.encode_images(x)
+        scale = float(self.model.logit_scale.detach().exp()) if hasattr(self.model, "logit_scale") else 100.0
+        return F.softmax(scale * img @ self.class_text_features().T, dim=1)
+
+
+def load_digit_clip(path: str | Path = CLIP_PATH) -> Scorer:
+    path = Path(path)
+    config, _ = ck.read_configs(path)
+    if config.get("kind") != "digit-clip":
+        raise ck.CheckpointError(f"{path} holds a {config.get('kind')!r} model, not a digit-CLIP")
+    model = build_digit_clip()
+    tensors = {k: v.float() for k, v in ck.read_tensors(path).items()}
+    ck.load_state(model, tensors, "", path / ck.WEIGHTS)
+    tok = open_clip.get_tokenizer("ViT-B-32", context_length=DIGIT_CLIP_CFG["text_cfg"]["context_length"])
+    return Scorer(model, tok, 28, "digit-CLIP (trained here)")
+
+
+def load_pretrained(name: str = "ViT-B-32", pretrained: str = "laion2b_s34b_b79k") -> Scorer:
+    """A pretrained open_clip model from the local cache or a file path; ClipUnavailable, fast, when absent."""
+    t0 = time.perf_counter()
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=pretrained)
+    except (RuntimeError, FileNotFoundError, OSError) as e:
+        raise ClipUnavailable(
+            f"pretrained CLIP {name}/{pretrained} is not available here ({str(e).splitlines()[0][:160]}; "
+            f"{time.perf_counter() - t0:.1f} s). Offline, only weights already in the Hugging Face cache or a "
+            f"local file path work; Diffusion Lab uses its own digit-CLIP instead.") from None
+    cfg = getattr(model.visual, "preprocess_cfg", {}) or {}
+    size = model.visual.image_size
+    size = size[0] if isinstance(size, (tuple, list)) else size
+    return Scorer(model, open_clip.get_tokenizer(name), int(size), f"open_clip {name} ({pretrained})",
+                  mean=cfg.get("mean", open_clip.OPENAI_DATASET_MEAN), std=cfg.get("std", open_clip.OPENAI_DATASET_STD))
+
+
+# -- training ------------------------------------------------------------------------------------------------------
+def multi_positive_loss(img: torch.Tensor, txt: torch.Tensor, positives: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Symmetric contrastive loss with soft targets over every correct caption / image in the batch.
+
+    img, txt: (B, D) normalised; positives: (B, B) bool, [i, j] = caption j describes image i (diagonal true).
+    """
+    logits = scale * img @ txt.T                                                   # (B, B)
+    p = positives.float()
+    loss_i = -(F.log_softmax(logits, 1) * p / p.sum(1, keepdim=True)).sum(1).mean()
+    loss_t = -(F.log_softmax(logits.T, 1) * p.T / p.T.sum(1, keepdim=True)).sum(1).mean()
+    return (loss_i + loss_t) / 2
+
+
+@dataclass
+class ClipReport:
+    zero_shot_accuracy: float
+    style_retrieval_accuracy: float
+    steps: int
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return {"zero_shot_accuracy": round(self.zero_shot_accuracy, 4),
+                "style_retrieval_accuracy": round(self.style_retrieval_accuracy, 4), "steps": self.steps,
+                "train_seconds": round(self.seconds, 1), "heldout_n": 1000, "dataset": "mnist-5k"}
+
+
+def style_retrieval_accuracy(scorer: Scorer, images: torch.Tensor, labels: torch.Tensor, styles: np.ndarray,
+                             reference: np.ndarray) -> float:
+    """On held-out digits in the outer thirds of thickness: does CLIP prefer the right word, thick vs thin?"""
+    right, total = 0, 0
+    img = scorer.encode_images(images)
+    for i in range(len(labels)):
+        words = style_words(float(styles[i, 0]), float(styles[i, 1]), reference)
+        want = "thick" if "thick" in words else "thin" if "thin" in words else None
+        if want is None:
+            continue
+        d = int(labels[i])
+        t = scorer.encode_texts([f"a thick handwritten {d}", f"a thin handwritten {d}"])
+        sims = img[i] @ t.T
+        right += int((sims[0] > sims[1]) == (want == "thick"))
+        total += 1
+    return right / max(total, 1)
+
+
+def evaluate_clip(scorer: Scorer) -> tuple[float, float]:
+    _, held = load_data("mnist-5k")
+    train_styles, held_styles = dataset_styles()
+    acc = float((scorer.zero_shot(held.images).argmax(1) == held.labels).float().mean())
+    style = style_retrieval_accuracy(scorer, held.images, held.labels, held_styles, train_styles)
+    return acc, style
+
+
+def train_digit_clip(steps: int = 3000, batch_size: int = 256, lr: float = 1e-3, seed: int = 0,
+                     progress=None) -> tuple[Scorer, ClipReport]:
+    train, _ = load_data("mnist-5k")
+    train_styles, _ = dataset_styles()
+    words = [style_words(float(a), float(b), train_styles) for a, b in train_styles]
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    g = torch.Generator().manual_seed(seed)
+    model = build_digit_clip()
+    tok = open_clip.get_tokenizer("ViT-B-32", context_length=DIGIT_CLIP_CFG["text_cfg"]["context_length"])
+    scorer = Scorer(model, tok, 28, "digit-CLIP (trained here)")
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.05)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
+    t0 = time.perf_counter()
+    for step in range(steps):
+        model.train()
+        idx = torch.randint(0, len(train), (batch_size,), generator=g)
+        x = random_affine(train.images[idx], g, max_rot=8, max_shear=0.0)   # shear would change the slant
+        caps = [caption_for(int(train.labels[i]), words[i], rng) for i in idx.tolist()]
+        lab = train.labels[idx]
+        used = [c[1] for c in caps]
+        img_words = [frozenset(words[i]) for i in idx.tolist()]
+        same = lab[:, None] == lab[None, :]
+        fits = torch.tensor([[used[j] <= img_words[i] for j in range(batch_size)] for i in range(batch_size)])
+        positives = same & fits
+        img = model.encode_image(scorer._prep(x), normalize=True)
+        txt = model.encode_text(tok([c[0] for c in caps]), normalize=True)
+        loss = multi_positive_loss(img, txt, positives, model.logit_scale.exp())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        with torch.no_grad():
+            model.logit_scale.clamp_(0, math.log(100))
+        if progress is not None:
+            progress(step + 1, steps, float(loss.detach()))
+    model.eval()
+    scorer._class_text = None
+    acc, style = evaluate_clip(scorer)
+    return scorer, ClipReport(acc, style, steps, time.perf_counter() - t0)
+
+
+def save_digit_clip(scorer: Scorer, path: str | Path, report: ClipReport, command: str = "") -> Path:
+    """Weights stored as fp16 (half the size; scores change < 1e-3), loaded back as fp32."""
+    tensors = {k: v.half() if v.is_floating_point() else v for k, v in ck.state_tensors(scorer.model).items()}
+    return ck.write_folder(path, {ck.WEIGHTS: tensors}, {"kind": "digit-clip", "open_clip": DIGIT_CLIP_CFG},
+                           {"metrics": report.to_dict(), "command": command, "dataset": "mnist-5k"}, overwrite=True)
+
+
+# -- using CLIP scores to pick and to steer -------------------------------------------------------------------------
+def top_k_per_class(scores: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:
+    """(N,) bool: the k highest-scoring images of every class (ties broken by order). Exactly k per class
+    when a class has >= k images; every kept score >= every rejected score of its class."""
+    kept = torch.zeros_like(labels, dtype=torch.bool)
+    for c in labels.unique():
+        idx = (labels == c).nonzero().flatten()
+        order = idx[torch.argsort(scores[idx], descending=True, stable=True)]
+        kept[order[:k]] = True
+    return kept
+
+
+def spearman(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray) -> float:
+    """Spearman rank correlation (no ties correction needed for continuous scores)."""
+    from scipy.stats import spearmanr
+
+    r = spearmanr(np.asarray(a), np.asarray(b)).statistic
+    return float(r) if r == r else 0.0
+
+
+def rank_report(scorer: Scorer, judge, images: torch.Tensor, labels: torch.Tensor, seeds: list[int], k: int) -> list[dict]:
+    """One record per image: class, seed, clip_score, judge_confidence, judge_class, zero-shot class, thickness,
+    slant, kept (top k of its class by CLIP score). The ranks.json format."""
+    from .judge import predict
+    from .style import measure
+
+    scores = scorer.class_scores(images, labels)
+    zs = scorer.zero_shot(images)
+    probs, _ = predict(judge, images)
+    kept = top_k_per_class(scores, labels, k)
+    st = measure(images)
+    return [{"class": int(labels[i]), "seed": int(seeds[i]), "clip_score": round(float(scores[i]), 4),
+             "judge_confidence": round(float(probs[i, labels[i]]), 4), "judge_class": int(probs[i].argmax()),
+             "clip_zero_shot_class": int(zs[i].argmax()), "thickness": round(float(st[i, 0]), 3),
+             "slant": round(float(st[i, 1]), 2), "kept": bool(kept[i])} for i in range(len(labels))]
+
+
+def clip_guided_eps(model, schedule, scorer: Scorer, labels: torch.Tensor, guidance: float, scale: float):
+    """eps_fn for sample_progressive: CFG noise prediction nudged up the CLIP similarity of x0_pred.
+
+    Classifier guidance with CLIP as the classifier (GLIDE; gradient through x0_pred since our CLIP is trained
+    on clean digits): eps' = eps - scale * sqrt(1 - alpha_bar_t) * grad_x cos(CLIP(x0_pred), text(y)).
+    x0_pred = (x_t - sqrt(1 - a) eps) / sqrt(a) with eps held fixed, so d x0_pred / d x_t = 1 / sqrt(a).
+    """
+    from .sampling import guided_eps
+
+    text = scorer.class_text_features()[labels]                                     # (B, D)
+
+    def eps_fn(x_t: torch.Tensor, t: int) -> torch.Tensor:
+        eps = guided_eps(model, x_t, t, labels, guidance)
+        if scale == 0:
+            return eps
+        a = float(schedule.alpha_bar[t])
+        with torch.inference_mode(False), torch.enable_grad():
+            x = x_t.detach().clone().requires_grad_(True)
+            x0 = ((x - math.sqrt(1 - a) * eps.detach().clone()) / math.sqrt(a)).clamp(-1, 1)
+            img = scorer.model.encode_image(scorer._prep(x0), normalize=True)
+            sim = (img * text.detach().clone()).sum()
+            (grad,) = torch.autograd.grad(sim, x)
+        return eps - scale * math.sqrt(1 - a) * grad
+
+    return eps_fn
+
+
+def compare_techniques(model, schedule, scorer: Scorer, judge, config, per_class: int = 5, n: int = 4,
+                       threshold: float | None = None, guidance_scale: float = 20.0, seed: int = 0) -> list[dict]:
+    """Plain sampling vs best-of-n reranking vs rejection sampling vs CLIP guidance, for per_class digits of
+    each class: judge accuracy, mean CLIPScore, diversity (mean pairwise judge-feature distance within a
+    class), and the cost in generated samples and seconds."""
+    from .judge import predict
+    from .metrics import mean_pairwise_distance
+    from .sampling import class_labels, sample
+
+    labels = class_labels(per_class)
+    B = len(labels)
+    rows = []
+
+    def summarise(name: str, x: torch.Tensor, generated: int, seconds: float) -> None:
+        probs, feats = predict(judge, x)
+        div = np.mean([mean_pairwise_distance(feats[labels == c]) for c in range(10)])
+        rows.append({"technique": name, "judge_accuracy": round(float((probs.argmax(1) == labels).float().mean()), 4),
+                     "mean_clip_score": round(float(scorer.class_scores(x, labels).mean()), 4),
+                     "diversity": round(float(div), 3), "samples_generated": generated,
+                     "seconds": round(seconds, 2)})
+
+    t0 = time.perf_counter()
+    plain = sample(model, schedule, labels, config, seeds=[seed + i for i in range(B)])
+    summarise("plain", plain, B, time.perf_counter() - t0)
+
+    t0 = time.perf_counter()
+    pool = torch.cat([sample(model, schedule, labels, config, seeds=[seed + j * 10_000 + i for i in range(B)])
+                      for j in range(n)])                                               # (n*B, ...)
+    pool_scores = scorer.class_scores(pool, labels.repeat(n)).view(n, B)
+    best = pool.view(n, B, *pool.shape[1:])[pool_scores.argmax(0), torch.arange(B)]
+    summarise(f"best of {n} (rerank)", best, n * B, time.perf_counter() - t0)
+
+    # rejection: keep the first candidate per slot above the threshold (default: the plain median)
+    thr = float(pool_scores[0].median()) if threshold is None else threshold
+    t0 = time.perf_counter()
+    ok = pool_scores >= thr                                                            # (n, B)
+    first = torch.where(ok.any(0), ok.float().argmax(0), torch.full((B,), n - 1))
+    chosen = pool.view(n, B, *pool.shape[1:])[first, torch.arange(B)]
+    cost = int((first + 1).sum())
+    summarise(f"rejection (score >= {thr:.2f})", chosen, cost, (time.perf_counter() - t0) + rows[0]["seconds"] * cost / B)
+
+    t0 = time.perf_counter()
+    fn = clip_guided_eps(model, schedule, scorer, labels, config.guidance, guidance_scale)
+    guided = sample(model, schedule, labels, config, seeds=[seed + i for i in range(B)], eps_fn=fn)
+    summarise(f"CLIP guidance (scale {guidance_scale:g})", guided, B, time.perf_counter() - t0)
+    return rows
