@@ -23,6 +23,7 @@ PAGES = {
     ],
     "Experiment": [
         st.Page("pages/training.py", title="Training", icon=":material/model_training:", url_path="training"),
+        st.Page("pages/clip_evaluation.py", title="CLIP evaluation", icon=":material/image_search:", url_path="clip"),
         st.Page("pages/applications.py", title="Applications", icon=":material/build:", url_path="applications"),
     ],
     "Answer": [

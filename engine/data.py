@@ -146,6 +146,7 @@ class BatchSampler:
             need -= len(take)
             idx.append(take)
         i = torch.cat(idx)
+        self.last_index = i                   # which images were drawn (style values are looked up by index)
         return self.split.images[i], self.split.labels[i]
 
     def skip_to(self, step: int) -> None:

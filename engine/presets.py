@@ -45,6 +45,8 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
            _DEFAULT_MODEL.replace(time_embedding=False), _SCHEDULE, _TRAIN, _SAMPLE),
     Preset("plain-cnn", "ablation: a plain CNN (no down/up-sampling) with FLOPs close to the default",
            _DEFAULT_MODEL.replace(arch="cnn", attention=False), _SCHEDULE, _TRAIN, _SAMPLE),
+    Preset("style", "default + stroke thickness and slant as continuous conditions (bonus B4)",
+           _DEFAULT_MODEL.replace(style_dim=2), _SCHEDULE, _TRAIN.replace(steps=2000), _SAMPLE),
     Preset("one-step", "T = 1: noise in one jump, which no model can undo (worksheet 1.2)",
            ModelConfig(base_channels=16, channel_mults=(1, 2, 2), attention=False), ScheduleConfig(T=1),
            _TRAIN.replace(steps=1500, batch_size=64), SampleConfig(steps=1, guidance=2.0)),

@@ -87,3 +87,56 @@ def style_words(thickness: float, slant: float, reference: np.ndarray) -> list[s
     else:
         words.append("upright")
     return words
+
+
+def to_condition(thickness: float, slant: float, stats: dict) -> list[float]:
+    """Physical style (pixels, degrees) -> the z-scored vector a style model takes, using its saved stats."""
+    return [(thickness - stats["mean"][0]) / stats["std"][0], (slant - stats["mean"][1]) / stats["std"][1]]
+
+
+@torch.inference_mode()
+def sample_styles(checkpoint, digit: int, requests: list[tuple[float, float]], config, seed: int = 0) -> torch.Tensor:
+    """One digit per requested (thickness px, slant deg), same seed for all: (R, 1, 28, 28) in [-1, 1]."""
+    from .sampling import sample
+    from .schedule import NoiseSchedule
+
+    stats = checkpoint.meta.get("style_stats")
+    if not stats or not checkpoint.model_config.style_dim:
+        raise ValueError(f"{checkpoint.path} is not a style-conditioned model (train it with --preset style)")
+    style = torch.tensor([to_condition(t, s, stats) for t, s in requests], dtype=torch.float32)
+    labels = torch.full((len(requests),), digit, dtype=torch.long)
+    return sample(checkpoint.model, NoiseSchedule(checkpoint.schedule_config), labels, config, seeds=[seed] * len(requests),
+                  style=style)
+
+
+def compliance(checkpoint, judge, config, thickness_grid=(1.8, 2.5, 3.2, 3.9), slant_grid=(-15.0, 0.0, 15.0, 30.0),
+               digits=range(10), seeds: int = 2) -> dict:
+    """Measured vs requested style on a grid: Spearman correlation for thickness and for slant, per-bin accuracy
+    (the measured value closer to its own request than to any other bin), and judge accuracy."""
+    from scipy.stats import spearmanr
+
+    from .judge import predict
+
+    req, meas, asked, right = [], [], [], []
+    grid = [(t, s) for t in thickness_grid for s in slant_grid]
+    for d in digits:
+        for seed in range(seeds):
+            x = sample_styles(checkpoint, d, grid, config, seed=seed)
+            m = measure(x)
+            req.extend(grid)
+            meas.extend(m.tolist())
+            asked.extend([d] * len(grid))
+            if judge is not None:
+                right.extend((predict(judge, x)[0].argmax(1) == d).tolist())
+    req, meas = np.array(req), np.array(meas)
+
+    def bin_acc(col: int, values) -> float:
+        values = np.array(values)
+        nearest = np.abs(meas[:, col][:, None] - values[None, :]).argmin(1)
+        return float((values[nearest] == req[:, col]).mean())
+
+    return {"thickness_spearman": round(float(spearmanr(req[:, 0], meas[:, 0]).statistic), 3),
+            "slant_spearman": round(float(spearmanr(req[:, 1], meas[:, 1]).statistic), 3),
+            "thickness_bin_accuracy": round(bin_acc(0, thickness_grid), 3),
+            "slant_bin_accuracy": round(bin_acc(1, slant_grid), 3),
+            "judge_accuracy": round(float(np.mean(right)), 4) if right else None, "n": int(len(req))}

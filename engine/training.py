@@ -198,6 +198,17 @@ class TrainingRun:
         self.optimizer = make_optimizer(self.model, train_config)
         train_split, _ = _load_data(train_config.dataset)
         self.batches = BatchSampler(train_split, train_config.batch_size, train_config.seed)
+        self.styles: torch.Tensor | None = None
+        self.style_stats: dict | None = None
+        if model_config.style_dim:
+            from .style import dataset_styles, normalise
+
+            if model_config.style_dim != 2 or train_config.dataset != "mnist-5k":
+                raise ValueError("style conditioning supports style_dim=2 (thickness, slant) on mnist-5k")
+            raw, _ = dataset_styles(train_config.dataset)
+            self.styles = torch.from_numpy(normalise(raw, raw))                         # (N, 2) z-scores
+            self.style_stats = {"mean": raw.mean(0).tolist(), "std": (raw.std(0) + 1e-6).tolist(),
+                                "names": ["thickness_px", "slant_deg"]}
         self.generator = torch.Generator().manual_seed(train_config.seed + 1)
         self.step_count = 0
         self.wall_time = 0.0
@@ -256,8 +267,9 @@ class TrainingRun:
         x0, y = x0.to(self.device), y.to(self.device)
         if self.train_config.augment:
             x0 = augment_batch(x0, self.generator)
+        style = self.styles[self.batches.last_index].to(self.device) if self.styles is not None else None
         result = train_step(self.model, self.optimizer, self.schedule, x0, y, self.train_config, self.step_count,
-                            self.generator, self.ema)
+                            self.generator, self.ema, style=style)
         self.step_count += 1
         self.images_seen += x0.shape[0]
         self.wall_time += _time.perf_counter() - t0
@@ -274,7 +286,7 @@ class TrainingRun:
             "dataset": self.train_config.dataset, "command": self.command, "device": str(self.device),
             "wall_time_s": round(self.wall_time, 2), "images_seen": self.images_seen,
             "ema_updates": self.ema.updates, "generator_seed_offset": self.step_count,
-            "resume_commands": self.resume_commands,
+            "resume_commands": self.resume_commands, "style_stats": self.style_stats,
             "torch": torch.__version__, **(extra_meta or {}),
         }
         # The generator is reseeded from the step on save, so a resumed run draws the same noise afterwards.

@@ -35,3 +35,27 @@ def test_measure_shapes_and_words():
     ref = np.array([[1.0, -10], [2.0, 0], [3.0, 10]] * 10)
     assert style_words(3.0, 12, ref) == ["thick", "right-slanted"]
     assert style_words(1.0, -12, ref) == ["thin", "left-slanted"]
+
+
+def test_style_model_trains_and_samples_with_requested_styles(tmp_path):
+    import torch
+
+    from engine.checkpoints import load_checkpoint
+    from engine.config import SampleConfig
+    from engine.style import compliance, sample_styles
+    from engine.training import TrainingRun
+
+    from .conftest import TINY_MODEL, TINY_SCHEDULE, TINY_TRAIN
+
+    run = TrainingRun(TINY_MODEL.replace(style_dim=2), TINY_SCHEDULE, TINY_TRAIN.replace(steps=3),
+                      SampleConfig(steps=3), tmp_path / "s")
+    for _ in range(3):
+        run.step()
+    run.save()
+    ck = load_checkpoint(tmp_path / "s")
+    assert ck.meta["style_stats"]["names"] == ["thickness_px", "slant_deg"]
+    x = sample_styles(ck, 4, [(2.0, 0.0), (3.5, 20.0)], SampleConfig(steps=3))
+    assert x.shape == (2, 1, 28, 28) and not torch.allclose(x[0], x[1])
+    rep = compliance(ck, None, SampleConfig(steps=2), thickness_grid=(2.0, 3.0), slant_grid=(0.0, 20.0),
+                     digits=[1], seeds=1)
+    assert set(rep) >= {"thickness_spearman", "slant_spearman"} and rep["n"] == 4

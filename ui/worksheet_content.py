@@ -56,8 +56,40 @@ PROMPTS = [
            "arch", {"t": 150, "told": 900}, "The same x_t can be a slightly noisy digit or a very noisy one; t "
                                             "tells the network how much noise to remove. Told a wrong t, its x̂₀ "
                                             "is clearly worse (see the MSE under each image)."),
+    Prompt("4.1", "CLIP evaluation", "What do CLIP scores tell you about the generated images? Which got the highest "
+           "and lowest?", "pages/clip_evaluation.py", "clip", {},
+           "CLIPScore measures how well an image matches its caption in CLIP's embedding space. The ranked rows show "
+           "the best and worst of each class; the worst are usually malformed or ambiguous strokes, and they are "
+           "the ones the judge is least confident about (see ρ). Compare with the real-digit baseline."),
+    Prompt("4.2", "CLIP evaluation", "Hypothesis: why are some images easier or harder to generate convincingly?",
+           "pages/clip_evaluation.py", "clip", {},
+           "Classes with many writing styles (2, 4, 7 with or without a bar) and digits sharing strokes with others "
+           "(3/5/8, 4/9) score lower; the pattern charts show how thickness and slant relate to the score, and "
+           "higher guidance raises scores by making digits more typical."),
+    Prompt("4.3", "CLIP evaluation", "How could CLIP scores improve generation? Propose a technique.",
+           "pages/clip_evaluation.py", "clip", {"compare": True},
+           "Rerank (generate N, keep the best), reject below a threshold (pay in extra samples), or guide sampling "
+           "with the gradient of CLIP similarity through x̂₀. The comparison table shows each one's effect on "
+           "judge accuracy, diversity and cost."),
+    Prompt("B3", "CLIP evaluation", "Generate 10 samples per digit, score with CLIP, keep the top 3. What patterns "
+           "does CLIP call high quality?", "pages/clip_evaluation.py", "clip", {"keep": 3},
+           "Green frames are kept. Kept digits are on average more confident for the judge and closer to the "
+           "typical thickness and slant of the class (see the kept vs rejected table)."),
+    Prompt("5.1", "Practical applications", "How could this kind of model be useful in the real world?",
+           "pages/applications.py", "apps", {},
+           "The same trained denoiser, without retraining, fills in missing regions (inpainting), edits an "
+           "existing image toward a target (SDEdit), adds detail to low-resolution inputs (ILVR upscaling) and "
+           "interpolates: restoration, editing and data augmentation."),
     Prompt("5.2", "Practical applications", "What are the limitations of the current model?", "pages/denoising.py",
            "denoising", {"sampler": "ddpm", "steps": 1000},
            "DDPM needs T network calls per image (compare the time with DDIM-25); small data (4,000 digits) "
            "risks copying (see the memorisation check); only 28×28 grey digits."),
+    Prompt("5.3", "Practical applications", "If you continued the project, what three improvements would you make?",
+           "pages/training.py", "training", {},
+           "Argue from the runs table: width/depth vs time and judge accuracy (B2), the sampler speed/quality chart "
+           "(fewer steps), and the memorisation check (more data or augmentation)."),
+    Prompt("B2", "Bonus", "Modify the U-Net (more layers, wider channels) and train it. How do time and quality "
+           "change?", "pages/training.py", "training", {},
+           "Train the `wide` and `deep` presets with the default's steps; the runs table lists parameters, "
+           "MFLOP per image, images/s, wall time, final loss and judge accuracy side by side."),
 ]
