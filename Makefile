@@ -6,7 +6,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 PORT    ?= 8501
 
-.PHONY: run test test-slow test-all bench clean-venv
+.PHONY: run classroom test test-slow bench clean-venv
 
 $(BIN)/.runtime-installed: requirements.txt
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -20,6 +20,12 @@ $(BIN)/.test-installed: $(BIN)/.runtime-installed requirements-test.txt
 
 run: $(BIN)/.runtime-installed
 	$(BIN)/streamlit run dashboard.py --server.address 127.0.0.1 --server.port $(PORT) \
+		--server.headless true --browser.gatherUsageStats false --server.fileWatcherType none
+
+# Classroom: serve the LAN; learners explore, the instructor unlocks controls with DIFFUSION_LAB_PASSCODE.
+classroom: $(BIN)/.runtime-installed
+	@test -n "$$DIFFUSION_LAB_PASSCODE" || { echo "set DIFFUSION_LAB_PASSCODE=... (the instructor's passcode) first"; exit 2; }
+	DIFFUSION_LAB_CLASSROOM=1 $(BIN)/streamlit run dashboard.py --server.address 0.0.0.0 --server.port $(PORT) \
 		--server.headless true --browser.gatherUsageStats false --server.fileWatcherType none
 
 test: $(BIN)/.test-installed

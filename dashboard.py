@@ -10,20 +10,20 @@ import streamlit as st  # noqa: E402
 
 st.set_page_config(page_title="Diffusion Lab", page_icon=":material/blur_on:", layout="wide")
 
-from ui import resources, widgets  # noqa: E402
+from ui import resources, roles, widgets  # noqa: E402
 
 PAGES = {
     "Diffusion Lab": [
         st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
     ],
     "Understand": [
-        st.Page("pages/forward_process.py", title="Forward process", icon=":material/blur_on:", url_path="forward"),
+        st.Page("pages/forward_process.py", title="Forward process", icon=":material/blur_on:", url_path="forward_process"),
         st.Page("pages/denoising.py", title="Denoising", icon=":material/auto_fix_high:", url_path="denoising"),
         st.Page("pages/architecture.py", title="Architecture", icon=":material/account_tree:", url_path="architecture"),
     ],
     "Experiment": [
         st.Page("pages/training.py", title="Training", icon=":material/model_training:", url_path="training"),
-        st.Page("pages/clip_evaluation.py", title="CLIP evaluation", icon=":material/image_search:", url_path="clip"),
+        st.Page("pages/clip_evaluation.py", title="CLIP evaluation", icon=":material/image_search:", url_path="clip_evaluation"),
         st.Page("pages/applications.py", title="Applications", icon=":material/build:", url_path="applications"),
     ],
     "Answer": [
@@ -38,6 +38,7 @@ with st.sidebar:
     status = resources.get_trainer().status()
     if status.active:
         st.caption(f"Training **{status.run_name}**: step {status.step}/{status.total} ({status.state})")
-    st.caption("Role: **instructor** (local session)")
+    roles.sidebar()
 
+st.session_state["app.framed"] = True
 page.run()

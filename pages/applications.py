@@ -5,6 +5,10 @@ from engine.checkpoints import CheckpointError
 from engine.config import SampleConfig
 from ui import applications_view as view, resources, widgets
 
+import ui  # noqa: E402
+
+ui.ensure_frame()
+
 st.title("Applications: putting the model to work")
 path = st.session_state.get("app.model_path")
 if path is None:

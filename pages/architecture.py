@@ -5,6 +5,10 @@ from engine.checkpoints import CheckpointError
 from engine.training import list_runs
 from ui import architecture_view as view, resources, state
 
+import ui  # noqa: E402
+
+ui.ensure_frame()
+
 PAGE = "arch"
 PARAMS = [
     state.Param("digit", 4, state.int_in(0, 9)),

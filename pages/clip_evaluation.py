@@ -4,6 +4,10 @@ import streamlit as st
 from engine.checkpoints import CheckpointError
 from ui import clip_view as view, resources
 
+import ui  # noqa: E402
+
+ui.ensure_frame()
+
 st.title("CLIP evaluation")
 path = st.session_state.get("app.model_path")
 if path is None:

@@ -3,7 +3,11 @@ import streamlit as st
 
 from engine.checkpoints import CheckpointError
 from engine.config import ConfigError, SampleConfig
-from ui import denoising_view as view, resources, state
+from ui import denoising_view as view, resources, roles, state
+
+import ui  # noqa: E402
+
+ui.ensure_frame()
 
 PAGE = "denoising"
 PARAMS = [
@@ -38,8 +42,11 @@ c[5].selectbox("ancestral noise (DDPM)", ["on", "off"], key=k("noise"),
                help="'off' is the classic bug: the DDPM step without σ·z collapses to a blurry average")
 state.sync(PAGE, PARAMS)
 get = lambda name: state.get(PAGE, name)  # noqa: E731
+steps_cap = min(ck.schedule_config.T, roles.max_steps() or ck.schedule_config.T)
+if int(get("steps")) > steps_cap:
+    st.info(f"Learners sample with at most {steps_cap} steps; using {steps_cap}.")
 try:
-    cfg = SampleConfig(sampler=get("sampler"), steps=min(int(get("steps")), ck.schedule_config.T),
+    cfg = SampleConfig(sampler=get("sampler"), steps=min(int(get("steps")), steps_cap),
                        guidance=float(get("w")), add_noise=get("noise") == "on")
 except ConfigError as e:
     st.error(str(e))

@@ -7,6 +7,10 @@ from engine.metrics import forward_recognisability
 from engine.schedule import noising_strip, schedule_curves
 from ui import figures, resources, state, widgets
 
+import ui  # noqa: E402
+
+ui.ensure_frame()
+
 PAGE = "forward"
 PARAMS = [
     state.Param("digit", 3, state.int_in(0, 9)),

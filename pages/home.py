@@ -3,6 +3,10 @@ import streamlit as st
 
 from ui import resources
 
+import ui  # noqa: E402
+
+ui.ensure_frame()
+
 st.title("Diffusion Lab")
 st.markdown(
     "A class-conditioned **diffusion model** for handwritten digits that you can see, train, dissect and use. "

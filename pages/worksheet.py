@@ -5,6 +5,10 @@ import streamlit as st
 
 from ui.worksheet_content import PROMPTS
 
+import ui  # noqa: E402
+
+ui.ensure_frame()
+
 st.title("Worksheet")
 st.caption("Each 'Show me' opens the page with the settings that answer the prompt. Write your answers here "
            "and download them as Markdown.")

@@ -25,14 +25,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def _serve(tmp_path_factory, **extra_env):
     port = _free_port()
-    env = dict(os.environ, HF_HUB_OFFLINE="1", DIFFUSION_LAB_RUNS=str(tmp_path_factory.mktemp("runs")))
+    env = dict(os.environ, HF_HUB_OFFLINE="1", DIFFUSION_LAB_RUNS=str(tmp_path_factory.mktemp("runs")), **extra_env)
+    log = tmp_path_factory.mktemp("log") / "streamlit.log"
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard.py"),
                              "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
                              "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log.open("w"))
     url = f"http://127.0.0.1:{port}"
     for _ in range(120):
         try:
@@ -42,13 +42,30 @@ def server(tmp_path_factory):
             time.sleep(0.5)
     else:
         proc.kill()
-        pytest.fail("streamlit did not become healthy: " + proc.stderr.read().decode()[-2000:])
-    yield url
+        pytest.fail("streamlit did not become healthy: " + log.read_text()[-2000:])
+    return url, proc
+
+
+def _stop(proc):
     proc.terminate()
     try:
         proc.wait(10)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    url, proc = _serve(tmp_path_factory)
+    yield url
+    _stop(proc)
+
+
+@pytest.fixture(scope="module")
+def classroom_server(tmp_path_factory):
+    url, proc = _serve(tmp_path_factory, DIFFUSION_LAB_CLASSROOM="1", DIFFUSION_LAB_PASSCODE="open-sesame")
+    yield url
+    _stop(proc)
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +93,7 @@ def test_every_page_opens_without_an_exception(server, browser):
 
     page = _open(browser, server)
     expect(page.get_by_role("heading", name="Diffusion Lab").first).to_be_visible(timeout=90_000)
-    for path, title in (("forward", "Forward process: adding noise"), ("denoising", "Denoising: from noise to a digit"), ("architecture", "Architecture: inside"),
+    for path, title in (("forward_process", "Forward process: adding noise"), ("denoising", "Denoising: from noise to a digit"), ("architecture", "Architecture: inside"),
                         ("training", "Training"), ("worksheet", "Worksheet")):
         page.goto(f"{server}/{path}")
         expect(page.get_by_role("heading", name=title).first).to_be_visible(timeout=90_000)
@@ -88,20 +105,21 @@ def test_every_page_opens_without_an_exception(server, browser):
 def test_forward_slider_changes_the_image_and_link_restores_view(server, browser):
     from playwright.sync_api import expect
 
-    page = _open(browser, f"{server}/forward?t=100&digit=5")
+    page = _open(browser, f"{server}/forward_process?t=100&digit=5")
     formula = page.locator(".katex").nth(1)
     expect(formula).to_contain_text("100", timeout=60_000)
     img = page.locator("[data-testid=stImage] img").nth(1)
     src_before = img.get_attribute("src")
     slider = page.get_by_role("slider").first
     slider.focus()
+    slider.press("Home")                  # t = 0, then five steps right: t = 5
     for _ in range(5):
         slider.press("ArrowRight")
     page.wait_for_timeout(500)
     page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]", timeout=60_000)
-    expect(formula).to_contain_text("x_{105}", timeout=30_000)
+    expect(formula).to_contain_text("x_{5}", timeout=30_000)
     assert img.get_attribute("src") != src_before
-    assert "t=105" in page.url                                   # the new view is in the URL, ready to share
+    assert "t=5" in page.url                                     # the new view is in the URL, ready to share
     page.close()
 
 
@@ -133,4 +151,23 @@ def test_training_page_starts_a_tiny_run_and_the_loss_chart_grows(server, browse
     assert later > first, "the loss chart did not grow"
     page.get_by_role("button", name="Stop").click()
     expect(progress).to_contain_text("idle", timeout=60_000)
+    page.close()
+
+
+def test_classroom_learner_is_locked_out_until_the_passcode(classroom_server, browser):
+    from playwright.sync_api import expect
+
+    page = _open(browser, f"{classroom_server}/training")
+    start = page.get_by_role("button", name="Start training")
+    expect(start).to_be_disabled(timeout=60_000)
+    expect(page.get_by_text("Role: learner")).to_be_visible()
+    box = page.get_by_label("Instructor passcode")
+    box.fill("wrong")
+    page.get_by_role("button", name="Unlock").click()
+    expect(page.get_by_text("Wrong passcode.")).to_be_visible(timeout=30_000)
+    expect(start).to_be_disabled()
+    page.get_by_label("Instructor passcode").fill("open-sesame")
+    page.get_by_role("button", name="Unlock").click()
+    expect(page.get_by_text("Role: instructor")).to_be_visible(timeout=30_000)
+    expect(page.get_by_role("button", name="Start training")).to_be_enabled(timeout=30_000)
     page.close()

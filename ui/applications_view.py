@@ -12,7 +12,7 @@ from engine.config import SampleConfig
 from engine.judge import predict
 from engine.schedule import NoiseSchedule
 
-from . import resources, widgets
+from . import resources, roles, widgets
 
 MAX_STEPS = 100            # server-side cap on what one learner's click may cost
 
@@ -42,6 +42,7 @@ def _ctx(path: str):
 
 
 @st.cache_data(max_entries=64, show_spinner="Running the model…")
+@roles.heavy
 def _apply(path: str, sha: str, name: str, x: np.ndarray | None, cfg: dict, **params) -> tuple[np.ndarray, float]:
     """One application run, cached per (model, input, settings): reruns of the page cost nothing.
     Returns ((B, 1, 28, 28) float32 in [-1, 1], seconds)."""

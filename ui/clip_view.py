@@ -13,7 +13,7 @@ from engine.config import SampleConfig
 from engine.sampling import class_labels, sample_cached
 from engine.schedule import NoiseSchedule
 
-from . import figures, resources, widgets
+from . import figures, resources, roles, widgets
 
 PER_CLASS = 10
 
@@ -28,6 +28,7 @@ def get_scorer(kind: str):
 
 
 @st.cache_data(max_entries=16, show_spinner="Generating 10 digits per class and scoring them with CLIP…")
+@roles.heavy
 def scored_batch(path: str, sha: str, guidance: float, seed: int, kind: str, keep: int) -> dict:
     ck = resources.load_model(path)
     scorer, _ = get_scorer(kind)
@@ -41,6 +42,7 @@ def scored_batch(path: str, sha: str, guidance: float, seed: int, kind: str, kee
 
 
 @st.cache_data(max_entries=4, show_spinner="Scoring the 1,000 held-out real digits (the baseline)…")
+@roles.heavy
 def real_baseline(kind: str) -> pd.DataFrame:
     scorer, _ = get_scorer(kind)
     _, held = resources.get_data()
@@ -118,6 +120,7 @@ def patterns(df: pd.DataFrame) -> None:
 
 @st.cache_data(max_entries=4, show_spinner="Comparing plain, best-of-4, rejection and CLIP-guided sampling "
                                            "(3 per class; about a minute on a CPU)…")
+@roles.heavy
 def techniques(path: str, sha: str, guidance: float, kind: str, scale: float) -> pd.DataFrame:
     ck = resources.load_model(path)
     scorer, _ = get_scorer(kind)

@@ -13,12 +13,13 @@ from engine.judge import predict
 from engine.sampling import class_labels, sample_cached, trajectory
 from engine.schedule import NoiseSchedule
 
-from . import figures, resources, widgets
+from . import figures, resources, roles, widgets
 
 MAX_GRID_SEEDS = 4
 
 
 @st.cache_data(max_entries=32, show_spinner="Denoising…")
+@roles.heavy
 def cached_trajectory(path: str, sha: str, digit: int, seed: int, cfg: dict) -> dict:
     ck = resources.load_model(path)
     t0 = time.perf_counter()
@@ -28,6 +29,7 @@ def cached_trajectory(path: str, sha: str, digit: int, seed: int, cfg: dict) -> 
 
 
 @st.cache_data(max_entries=8, show_spinner="Sampling 10 digits per class and judging every step (≈ 10–30 s on a CPU)…")
+@roles.heavy
 def cached_reverse_curve(path: str, sha: str, cfg: dict, per_class: int) -> dict:
     ck = resources.load_model(path)
     return reverse_recognisability(ck.model, NoiseSchedule(ck.schedule_config), resources.get_judge(),
@@ -35,6 +37,7 @@ def cached_reverse_curve(path: str, sha: str, cfg: dict, per_class: int) -> dict
 
 
 @st.cache_data(max_entries=8, show_spinner="Sampling the class × guidance grid…")
+@roles.heavy
 def cached_guidance_grid(path: str, sha: str, cfg: dict, weights: tuple[float, ...], seeds: int) -> dict:
     ck = resources.load_model(path)
     judge = resources.get_judge()
@@ -122,6 +125,7 @@ def memorisation_panel(final: torch.Tensor) -> None:
 
 
 @st.cache_data(max_entries=4, show_spinner="Timing each sampler on 20 guided digits (DDPM-1000 alone takes a while on a CPU)…")
+@roles.heavy
 def cached_sampler_figures(path: str, sha: str, guidance: float) -> list[dict]:
     from engine.bench import sampling_figures
 

@@ -11,7 +11,7 @@ from engine.config import ConfigError
 from engine.presets import PRESETS, customise
 from engine.training import TrainerBusy, list_runs
 
-from . import figures, resources, widgets
+from . import figures, resources, roles, widgets
 
 
 def start_form(can_control: bool) -> None:
@@ -35,7 +35,7 @@ def start_form(can_control: bool) -> None:
         init = st.selectbox("Start from", ["fresh weights"] + list(resources.model_choices()),
                             help="'Train on top of' a shipped model or another run of the same architecture")
         submitted = st.form_submit_button("Start training", type="primary", disabled=not can_control)
-    if submitted:
+    if submitted and roles.require_instructor("start training"):
         try:
             p = customise(preset, base_channels=int(width), num_res_blocks=int(depth), lr=float(lr),
                           batch_size=int(batch), T=int(T), kind=kind, p_uncond=float(p_uncond), steps=int(steps))
@@ -53,13 +53,16 @@ def controls(can_control: bool) -> None:
     trainer = resources.get_trainer()
     s = trainer.status()
     c1, c2, c3, _ = st.columns([1, 1, 1, 4])
-    if c1.button("Pause", disabled=not can_control or s.state != "running", key="training.pause"):
+    if c1.button("Pause", disabled=not can_control or s.state != "running", key="training.pause") \
+            and roles.require_instructor("pause training"):
         trainer.pause()
         st.rerun()
-    if c2.button("Resume", disabled=not can_control or s.state != "paused", key="training.resume"):
+    if c2.button("Resume", disabled=not can_control or s.state != "paused", key="training.resume") \
+            and roles.require_instructor("resume training"):
         trainer.resume()
         st.rerun()
-    if c3.button("Stop", disabled=not can_control or not s.active, key="training.stop"):
+    if c3.button("Stop", disabled=not can_control or not s.active, key="training.stop") \
+            and roles.require_instructor("stop training"):
         trainer.stop()
         st.rerun()
 
@@ -124,7 +127,8 @@ def runs_table(can_control: bool) -> None:
     if resumable:
         c1, c2 = st.columns([3, 1])
         name = c1.selectbox("Interrupted runs", resumable, key="training.resume_name")
-        if c2.button("Resume run", disabled=not can_control, key="training.resume_run"):
+        if c2.button("Resume run", disabled=not can_control, key="training.resume_run") \
+                and roles.require_instructor("resume a run"):
             try:
                 resources.get_trainer().resume_run(name)
                 st.rerun()
