@@ -22,6 +22,12 @@ def _set_threads(n: int | None) -> None:
         torch.set_num_threads(n)
 
 
+def _sample_config(recommended, a: argparse.Namespace):
+    """The checkpoint's recommended SampleConfig with whichever of the CLI's sampling flags were given."""
+    names = ("guidance", "sampler", "steps", "seed", "eta")
+    return recommended.replace(**{k: getattr(a, k) for k in names if getattr(a, k, None) is not None})
+
+
 def cmd_train(a: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
@@ -95,9 +101,7 @@ def cmd_sample(a: argparse.Namespace) -> int:
 
     _set_threads(a.threads)
     ck = load_checkpoint(a.checkpoint, pick_device(a.device))
-    rec = ck.recommended
-    cfg = rec.replace(**{k: v for k, v in dict(guidance=a.guidance, sampler=a.sampler, steps=a.steps,
-                                               seed=a.seed, eta=a.eta).items() if v is not None})
+    cfg = _sample_config(ck.recommended, a)
     labels = class_labels(a.per_class)
     schedule = NoiseSchedule(ck.schedule_config)
     t0 = time.perf_counter()
@@ -128,8 +132,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 
     _set_threads(a.threads)
     ck = load_checkpoint(a.checkpoint, pick_device(a.device))
-    cfg = ck.recommended.replace(**{k: v for k, v in dict(guidance=a.guidance, sampler=a.sampler, steps=a.steps,
-                                                          seed=a.seed, eta=a.eta).items() if v is not None})
+    cfg = _sample_config(ck.recommended, a)
     judge = load_judge(a.judge)
     train, held = load_data(ck.train_config.dataset if ck.train_config else "mnist-5k")
     labels = class_labels(a.per_class)
@@ -176,7 +179,7 @@ def cmd_apply(a: argparse.Namespace) -> int:
 
     ck = load_checkpoint(a.checkpoint)
     s = NoiseSchedule(ck.schedule_config)
-    cfg = ck.recommended.replace(**{k: v for k, v in dict(steps=a.steps, guidance=a.guidance).items() if v is not None})
+    cfg = _sample_config(ck.recommended, a)
     _, held = load_data("mnist-5k")
     x = held.of_class(a.digit)[a.index:a.index + 1]
     label = a.label if a.label is not None else a.digit
@@ -195,6 +198,29 @@ def cmd_apply(a: argparse.Namespace) -> int:
     Image.fromarray(img).resize((img.shape[1] * 4, 112), Image.NEAREST).save(a.out)
     print(f"{a.task}: {dt:.1f} s -> {a.out} (" + ("input, then output" if a.task != "interpolate" else
                                                   f"{a.digit} to {label}") + ")")
+    return 0
+
+
+def cmd_export(a: argparse.Namespace) -> int:
+    """A slim, shippable copy: EMA weights only (what sampling uses), no optimizer state; sidecars kept."""
+    import shutil
+
+    from .checkpoints import load_checkpoint, save_checkpoint
+
+    src = Path(a.checkpoint)
+    ck = load_checkpoint(src)
+    meta = {k: v for k, v in ck.meta.items() if k not in ("sha256", "saved_at", "optimizer_param_groups")}
+    meta["exported_from"] = str(src)
+    meta["export_command"] = _command_line()
+    out = save_checkpoint(a.out, model=ck.model, ema_model=ck.model, model_config=ck.model_config,
+                          schedule_config=ck.schedule_config, train_config=ck.train_config,
+                          recommended=ck.recommended, step=ck.step, meta=meta, include_raw=False,
+                          overwrite=a.force)
+    for item in src.iterdir():
+        if item.name in ("metrics.jsonl", "snapshots", "report.json"):
+            (shutil.copytree if item.is_dir() else shutil.copy2)(item, out / item.name)
+    size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    print(f"exported {src} (step {ck.step}) -> {out}: {size / 2**20:.1f} MB")
     return 0
 
 
@@ -274,7 +300,7 @@ def cmd_clip_rank(a: argparse.Namespace) -> int:
 
     _set_threads(a.threads)
     ck = load_checkpoint(a.checkpoint)
-    cfg = ck.recommended.replace(**{k: v for k, v in dict(guidance=a.guidance, seed=a.seed).items() if v is not None})
+    cfg = _sample_config(ck.recommended, a)
     labels = class_labels(a.per_class)
     seeds = [cfg.seed + i for i in range(len(labels))]
     t0 = time.perf_counter()
@@ -365,6 +391,12 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="apply.png")
     ap.set_defaults(func=cmd_apply)
+
+    x = sub.add_parser("export", help="slim copy of a checkpoint for shipping (EMA weights only)")
+    x.add_argument("--checkpoint", required=True)
+    x.add_argument("--out", required=True)
+    x.add_argument("--force", action="store_true", help="replace an existing --out")
+    x.set_defaults(func=cmd_export)
 
     b = sub.add_parser("bench", help="throughput, sampling speed, slider latency, cold start; prints and writes JSON")
     b.add_argument("--quick", action="store_true", help="fewer repeats, no DDPM-1000: about a minute")

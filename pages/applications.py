@@ -1,7 +1,6 @@
 """Applications: worksheet 5.1 and 5.2 — inpainting, editing, upscaling, interpolation, and the limits."""
 import streamlit as st
 
-from engine.checkpoints import CheckpointError
 from engine.config import SampleConfig
 from ui import applications_view as view, resources, widgets
 
@@ -10,15 +9,7 @@ import ui  # noqa: E402
 ui.ensure_frame()
 
 st.title("Applications: putting the model to work")
-path = st.session_state.get("app.model_path")
-if path is None:
-    st.warning("No diffusion model available. Train one on the Training page first.")
-    st.stop()
-try:
-    ck = resources.load_model(path)
-except CheckpointError as e:
-    st.error(f"Cannot load this model: {e}")
-    st.stop()
+path, ck = resources.require_model()
 
 left, right = st.columns([1, 3])
 with left:

@@ -1,7 +1,6 @@
 """Architecture: worksheet 2.1, 2.2, 2.3, 3.3 — the loaded U-Net, its features, embeddings and ablations."""
 import streamlit as st
 
-from engine.checkpoints import CheckpointError
 from engine.training import list_runs
 from ui import architecture_view as view, resources, state
 
@@ -19,15 +18,7 @@ state.init(PAGE, PARAMS)
 k = lambda name: state.key(PAGE, name)  # noqa: E731
 
 st.title("Architecture: inside the U-Net")
-path = st.session_state.get("app.model_path")
-if path is None:
-    st.warning("No diffusion model available. Train one on the Training page first.")
-    st.stop()
-try:
-    ck = resources.load_model(path)
-except CheckpointError as e:
-    st.error(f"Cannot load this model: {e}")
-    st.stop()
+path, ck = resources.require_model()
 
 st.subheader("The model you loaded, level by level (2.1, 2.2)")
 view.summary_panel(ck, path)

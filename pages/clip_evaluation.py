@@ -1,7 +1,6 @@
 """CLIP evaluation: worksheet 4.1, 4.2, 4.3 and bonus B3 — what CLIP scores say and how they can help."""
 import streamlit as st
 
-from engine.checkpoints import CheckpointError
 from ui import clip_view as view, resources
 
 import ui  # noqa: E402
@@ -9,15 +8,7 @@ import ui  # noqa: E402
 ui.ensure_frame()
 
 st.title("CLIP evaluation")
-path = st.session_state.get("app.model_path")
-if path is None:
-    st.warning("No diffusion model available. Train one on the Training page first.")
-    st.stop()
-try:
-    ck = resources.load_model(path)
-except CheckpointError as e:
-    st.error(f"Cannot load this model: {e}")
-    st.stop()
+path, ck = resources.require_model()
 
 c1, c2, c3, c4 = st.columns(4)
 kind = c1.selectbox("CLIP model", ["digit-CLIP", "pretrained ViT-B-32 (if cached)"], key="clip.kind")

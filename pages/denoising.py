@@ -1,7 +1,6 @@
 """Denoising: worksheet 1.3, 2.3, 5.2 — the reverse process step by step, guidance, samplers, memorisation."""
 import streamlit as st
 
-from engine.checkpoints import CheckpointError
 from engine.config import ConfigError, SampleConfig
 from ui import denoising_view as view, resources, roles, state
 
@@ -22,15 +21,7 @@ state.init(PAGE, PARAMS)
 k = lambda name: state.key(PAGE, name)  # noqa: E731
 
 st.title("Denoising: from noise to a digit")
-path = st.session_state.get("app.model_path")
-if path is None:
-    st.warning("No diffusion model available. Train one on the Training page first.")
-    st.stop()
-try:
-    ck = resources.load_model(path)
-except CheckpointError as e:
-    st.error(f"Cannot load this model: {e}")
-    st.stop()
+path, ck = resources.require_model()
 
 c = st.columns(6)
 c[0].number_input("digit", 0, 9, key=k("digit"))

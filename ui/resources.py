@@ -88,3 +88,18 @@ def device_label() -> str:
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return "GPU · Apple MPS"
     return f"CPU · {os.cpu_count()} cores"
+
+
+def require_model():
+    """(path, Checkpoint) of the model picked in the sidebar; otherwise explain why and stop the page."""
+    from engine.checkpoints import CheckpointError
+
+    path = st.session_state.get("app.model_path")
+    if path is None:
+        st.warning("No diffusion model available. Train one on the Training page first.")
+        st.stop()
+    try:
+        return path, load_model(path)
+    except CheckpointError as e:
+        st.error(f"Cannot load this model: {e}")
+        st.stop()
