@@ -77,3 +77,15 @@ def test_rank_report_and_techniques_run(tiny_clip, tiny_model):
                               SampleConfig(steps=3, guidance=1.0), per_class=1, n=2, guidance_scale=5.0)
     assert [r["technique"].split()[0] for r in rows] == ["plain", "best", "rejection", "CLIP"]
     assert rows[1]["mean_clip_score"] >= rows[0]["mean_clip_score"] - 1e-6      # reranking cannot lower the mean
+
+
+def test_shipped_digit_clip_reaches_its_stated_zero_shot_accuracy():
+    from engine.checkpoints import read_configs
+    from engine.clip_eval import CLIP_PATH
+    from engine.data import load
+
+    _, meta = read_configs(CLIP_PATH)
+    _, held = load("mnist-5k")
+    scorer = load_digit_clip()
+    acc = float((scorer.zero_shot(held.images).argmax(1) == held.labels).float().mean())
+    assert acc >= 0.97 and abs(acc - meta["metrics"]["zero_shot_accuracy"]) < 0.005
