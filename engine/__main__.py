@@ -28,6 +28,20 @@ def _sample_config(recommended, a: argparse.Namespace):
     return recommended.replace(**{k: getattr(a, k) for k in names if getattr(a, k, None) is not None})
 
 
+def _parse_sets(items: list[str]) -> dict:
+    """["skip_connections=false", "base_channels=24"] -> {"skip_connections": False, "base_channels": 24}."""
+    out = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ValueError(f"--model-set expects KEY=VALUE, got {item!r}")
+        try:
+            out[key] = json.loads(raw.lower() if raw.lower() in ("true", "false") else raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
+
+
 def cmd_train(a: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
@@ -58,6 +72,8 @@ def cmd_train(a: argparse.Namespace) -> int:
         overrides = {k: v for k, v in dict(steps=a.steps, batch_size=a.batch_size, lr=a.lr, seed=a.seed,
                                             dataset=a.dataset).items() if v is not None}
         tc = tc.replace(**overrides)
+        if a.model_set:
+            mc = ModelConfig.from_dict({**mc.to_dict(), **_parse_sets(a.model_set)})
         if out.exists() and a.force:
             import shutil
             shutil.rmtree(out)
@@ -333,6 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, help="run folder (checkpoint + metrics.jsonl + snapshots/)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     t.add_argument("--force", action="store_true", help="delete an existing --out and start over")
+    t.add_argument("--model-set", action="append", metavar="KEY=VALUE",
+                   help="override a model setting, e.g. skip_connections=false or arch=cnn (repeatable)")
     t.add_argument("--init-from", help="start from the weights of this checkpoint (same architecture)")
     t.add_argument("--no-snapshots", dest="snapshots", action="store_false", help="skip the fixed-seed sample film")
     t.add_argument("--device", default="auto")
