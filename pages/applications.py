@@ -20,7 +20,7 @@ with left:
 cfg = SampleConfig(sampler="ddim", steps=min(int(steps), ck.schedule_config.T), guidance=float(w))
 
 with right:
-    tabs = st.tabs(["Inpainting", "Editing (SDEdit)", "Upscaling", "Interpolation", "Limits"])
+    tabs = st.tabs(["Inpainting", "Editing (SDEdit)", "Upscaling", "Interpolation", "Style (B4)", "Limits"])
     with tabs[0]:
         view.inpainting_tab(path, x, cfg)
     with tabs[1]:
@@ -30,4 +30,6 @@ with right:
     with tabs[3]:
         view.interpolation_tab(path, cfg)
     with tabs[4]:
+        view.style_tab(cfg)
+    with tabs[5]:
         view.limits_tab(path, x, cfg)

@@ -148,3 +148,20 @@ def test_applications_page_runs_every_tab_and_strength_changes_the_edit(app):
     _ok(app)
     after = [m.value for m in app.markdown if "SDEdit" in m.value]
     assert before and after and before != after and "90%" in after[0]
+
+
+def test_clip_page_ranks_keeps_top_k_and_inspects_a_digit(app):
+    app.run()
+    app.switch_page("pages/clip_evaluation.py").run()
+    _ok(app)
+    assert app.title[0].value == "CLIP evaluation"
+    summary = [m.value for m in app.markdown if m.value.startswith("Rank correlation")]
+    assert summary and "ρ =" in summary[0]
+    first = [m.value for m in app.markdown if m.value.startswith("CLIPScore **")]
+    app.number_input(key="clip.pick_rank").set_value(10).run()
+    _ok(app)
+    last = [m.value for m in app.markdown if m.value.startswith("CLIPScore **")]
+    best = float(first[0].split("**")[1])
+    worst = float(last[0].split("**")[1])
+    assert best >= worst                                          # rank 1 scores at least as high as rank 10
+    assert "kept" in first[0] and "rejected" in last[0]           # top 3 of 10 kept

@@ -88,6 +88,10 @@ PROMPTS = [
            "pages/training.py", "training", {},
            "Argue from the runs table: width/depth vs time and judge accuracy (B2), the sampler speed/quality chart "
            "(fewer steps), and the memorisation check (more data or augmentation)."),
+    Prompt("B4", "Bonus", "Style conditioning: generate several styles of the same digit (slanted, thick, thin). "
+           "Document the approach and results.", "pages/applications.py", "apps", {},
+           "Open the Style tab: the model was trained with each digit's measured thickness and slant as extra "
+           "conditions; the grid asks for styles and shows what was measured on the outputs."),
     Prompt("B2", "Bonus", "Modify the U-Net (more layers, wider channels) and train it. How do time and quality "
            "change?", "pages/training.py", "training", {},
            "Train the `wide` and `deep` presets with the default's steps; the runs table lists parameters, "
