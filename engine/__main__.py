@@ -240,6 +240,21 @@ def cmd_export(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_precompute(a: argparse.Namespace) -> int:
+    """Samples the pages open with, stored beside the model so a first visit needs no sampling."""
+    from .cache import SampleCache
+    from .checkpoints import load_checkpoint
+    from .sampling import class_labels, sample_cached
+
+    ck = load_checkpoint(a.checkpoint)
+    cache = SampleCache(Path(a.checkpoint) / "precomputed", max_bytes=50 * 2**20)
+    labels = class_labels(10)                    # the CLIP page: 10 per class, seeds 0..99, recommended settings
+    t0 = time.perf_counter()
+    sample_cached(ck, labels, ck.recommended.replace(seed=0), seeds=list(range(len(labels))), cache=cache)
+    print(f"precomputed {len(labels)} samples in {time.perf_counter() - t0:.1f} s -> {cache.root}")
+    return 0
+
+
 def cmd_bench(a: argparse.Namespace) -> int:
     from .bench import run_bench
 
@@ -415,6 +430,10 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--out", required=True)
     x.add_argument("--force", action="store_true", help="replace an existing --out")
     x.set_defaults(func=cmd_export)
+
+    pc = sub.add_parser("precompute", help="store the samples the pages open with next to a shipped model")
+    pc.add_argument("--checkpoint", default="checkpoints/default")
+    pc.set_defaults(func=cmd_precompute)
 
     b = sub.add_parser("bench", help="throughput, sampling speed, slider latency, cold start; prints and writes JSON")
     b.add_argument("--quick", action="store_true", help="fewer repeats, no DDPM-1000: about a minute")

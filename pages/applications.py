@@ -20,16 +20,17 @@ with left:
 cfg = SampleConfig(sampler="ddim", steps=min(int(steps), ck.schedule_config.T), guidance=float(w))
 
 with right:
-    tabs = st.tabs(["Inpainting", "Editing (SDEdit)", "Upscaling", "Interpolation", "Style (B4)", "Limits"])
-    with tabs[0]:
+    choice = st.segmented_control("Application", ["Inpainting", "Editing (SDEdit)", "Upscaling", "Interpolation",
+                                                  "Style (B4)", "Limits"], default="Inpainting", key="apps.choice")
+    if choice == "Inpainting":
         view.inpainting_tab(path, x, cfg)
-    with tabs[1]:
+    elif choice == "Editing (SDEdit)":
         view.editing_tab(path, x, cfg)
-    with tabs[2]:
+    elif choice == "Upscaling":
         view.upscaling_tab(path, x, cfg)
-    with tabs[3]:
+    elif choice == "Interpolation":
         view.interpolation_tab(path, cfg)
-    with tabs[4]:
+    elif choice == "Style (B4)":
         view.style_tab(cfg)
-    with tabs[5]:
+    elif choice == "Limits":
         view.limits_tab(path, x, cfg)

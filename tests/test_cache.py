@@ -57,3 +57,13 @@ def test_concurrent_requests_compute_once(tmp_path):
     for t in threads:
         t.join()
     assert len(calls) == 1 and all(torch.equal(r["images"], torch.arange(5.0)) for r in results)
+
+
+def test_read_only_shipped_entries_are_used_and_never_evicted(tmp_path):
+    shipped = SampleCache(tmp_path / "shipped")
+    k = cache_key(model="m", seeds=[0])
+    shipped.put(k, {"images": torch.ones(3)})
+    c = SampleCache(tmp_path / "live", max_bytes=1, read_only=[tmp_path / "shipped"])
+    assert torch.equal(c.get_or_compute(k, lambda: {"images": torch.zeros(3)})["images"], torch.ones(3))
+    c.put(cache_key(other=1), {"images": torch.zeros(100)})        # over budget: evicts live entries only
+    assert (tmp_path / "shipped" / f"{k}.safetensors").exists()

@@ -143,11 +143,19 @@ def test_applications_page_runs_every_tab_and_strength_changes_the_edit(app):
     app.switch_page("pages/applications.py").run()
     _ok(app)
     assert app.title[0].value.startswith("Applications")
+    assert any("RePaint" in m.value for m in app.markdown)          # the first application opens by default
+    app.session_state["apps.choice"] = "Editing (SDEdit)"
+    app.run()
+    _ok(app)
     before = [m.value for m in app.markdown if "SDEdit" in m.value]
     app.slider(key="apps.strength").set_value(0.9).run()
     _ok(app)
     after = [m.value for m in app.markdown if "SDEdit" in m.value]
     assert before and after and before != after and "90%" in after[0]
+    for choice in ("Upscaling", "Interpolation", "Limits", "Style (B4)"):
+        app.session_state["apps.choice"] = choice
+        app.run()
+        _ok(app)
 
 
 def test_clip_page_ranks_keeps_top_k_and_inspects_a_digit(app):

@@ -35,7 +35,8 @@ def get_trainer() -> Trainer:
 
 @st.cache_resource
 def get_sample_cache() -> SampleCache:
-    return SampleCache()
+    """The on-disk sample cache, plus the entries shipped with the models (so first visits are instant)."""
+    return SampleCache(read_only=sorted(SHIPPED_ROOT.glob("*/precomputed")))
 
 
 @st.cache_resource
