@@ -88,7 +88,8 @@ def cmd_train(a: argparse.Namespace) -> int:
             run.judge = load_judge()
         except CheckpointError as e:  # the judge is optional for training: say so and go on
             print(f"note: no judge accuracy in the log ({e})")
-    bar = tqdm(total=tc.steps, initial=run.step_count, unit="step", dynamic_ncols=True, mininterval=2)
+    bar = tqdm(total=tc.steps, initial=run.step_count, unit="step", dynamic_ncols=True, mininterval=2,
+               disable=not run.is_main)
     try:
         while not run.done:
             ev = run.train_one(snapshots=a.snapshots)
@@ -102,6 +103,17 @@ def cmd_train(a: argparse.Namespace) -> int:
         print(f"\ninterrupted at step {run.step_count}; last checkpoint kept. Continue with --resume.")
         return 130
     bar.close()
+    if run.world_size > 1:
+        import torch.distributed as dist
+
+        from .training import replicas_identical
+
+        same = replicas_identical(run.model)
+        if run.is_main:
+            print(f"distributed: {run.world_size} processes, replicas identical: {same}")
+        dist.destroy_process_group()
+        if not run.is_main:
+            return 0 if same else 1
     print(f"done: {run.step_count} steps in {run.wall_time:.0f} s "
           f"({run.images_seen / max(run.wall_time, 1e-9):.0f} images/s); checkpoint in {out}")
     return 0

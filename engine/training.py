@@ -105,7 +105,8 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, schedule: Noi
     t = torch.randint(0, schedule.T, (B,), generator=generator).to(device)                    # (B,)
     noise = torch.randn(x0.shape, generator=generator).to(device)                            # (B, 1, 28, 28)
     drop = (torch.rand(B, generator=generator) < cfg.p_uncond).to(device)                    # (B,) context mask
-    cond_labels = torch.where(drop, torch.full_like(labels, model.cfg.null_class), labels)
+    cfg_model = getattr(model, "module", model).cfg              # DistributedDataParallel wraps the model
+    cond_labels = torch.where(drop, torch.full_like(labels, cfg_model.null_class), labels)
     if style is not None:
         style = torch.where(drop[:, None], torch.full_like(style, float("nan")), style)
     x_t = schedule.q_sample(x0, t, noise)
@@ -142,11 +143,40 @@ from .data import BatchSampler, load as _load_data
 from .unet import build_model
 
 
+def _distributed_rank_and_size() -> tuple[int, int]:
+    """(rank, world size) when launched by torchrun (initialising the process group once), else (0, 1)."""
+    import os
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def replicas_identical(model: nn.Module) -> bool:
+    """Under torchrun: do all ranks hold bit-identical weights? (True when not distributed)."""
+    import torch.distributed as dist
+
+    if not dist.is_available() or not dist.is_initialized():
+        return True
+    flat = torch.cat([p.detach().reshape(-1).double() for p in model.parameters()])
+    mine = torch.stack([flat.sum(), (flat * flat).sum(), flat.abs().max()]).to(next(model.parameters()).device)
+    others = [torch.zeros_like(mine) for _ in range(dist.get_world_size())]
+    dist.all_gather(others, mine)
+    return all(torch.equal(o, others[0]) for o in others)
+
+
 def pick_device(requested: str = "auto") -> torch.device:
     """cuda, then mps, else cpu for "auto"; a requested device that is missing raises a clear error."""
     if requested == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda")
+            import os
+
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
@@ -187,7 +217,8 @@ class TrainingRun:
         self.device = torch.device(device)
         self.command = command
         self.schedule = NoiseSchedule(schedule_config)
-        torch.manual_seed(train_config.seed)                      # weight initialisation
+        self.rank, self.world_size = _distributed_rank_and_size()
+        torch.manual_seed(train_config.seed)                      # weight initialisation (same on every rank)
         self.model = build_model(model_config).to(self.device)
         if init_from is not None:                                 # "train on top of" another checkpoint
             src = _ck.load_checkpoint(init_from, self.device)
@@ -196,8 +227,14 @@ class TrainingRun:
             self.model.load_state_dict(src.model.state_dict())
         self.ema = EMA(self.model, train_config.ema_decay)
         self.optimizer = make_optimizer(self.model, train_config)
+        self.trained = self.model                                  # what train_step calls (DDP-wrapped if distributed)
+        if self.world_size > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.trained = DistributedDataParallel(self.model, device_ids=[self.device] if self.device.type == "cuda" else None)
         train_split, _ = _load_data(train_config.dataset)
-        self.batches = BatchSampler(train_split, train_config.batch_size, train_config.seed)
+        # every rank draws its own batches (batch_size each): the global batch is world_size x batch_size
+        self.batches = BatchSampler(train_split, train_config.batch_size, train_config.seed + 7919 * self.rank)
         self.styles: torch.Tensor | None = None
         self.style_stats: dict | None = None
         if model_config.style_dim:
@@ -209,7 +246,7 @@ class TrainingRun:
             self.styles = torch.from_numpy(normalise(raw, raw))                         # (N, 2) z-scores
             self.style_stats = {"mean": raw.mean(0).tolist(), "std": (raw.std(0) + 1e-6).tolist(),
                                 "names": ["thickness_px", "slant_deg"]}
-        self.generator = torch.Generator().manual_seed(train_config.seed + 1)
+        self.generator = torch.Generator().manual_seed(train_config.seed + 1 + 1_000_003 * self.rank)
         self.step_count = 0
         self.wall_time = 0.0
         self.images_seen = 0
@@ -268,14 +305,20 @@ class TrainingRun:
         if self.train_config.augment:
             x0 = augment_batch(x0, self.generator)
         style = self.styles[self.batches.last_index].to(self.device) if self.styles is not None else None
-        result = train_step(self.model, self.optimizer, self.schedule, x0, y, self.train_config, self.step_count,
+        result = train_step(self.trained, self.optimizer, self.schedule, x0, y, self.train_config, self.step_count,
                             self.generator, self.ema, style=style)
         self.step_count += 1
         self.images_seen += x0.shape[0]
         self.wall_time += _time.perf_counter() - t0
         return result
 
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
     def log(self, record: dict) -> None:
+        if not self.is_main:
+            return
         self.out.mkdir(parents=True, exist_ok=True)
         with open(self.out / METRICS, "a") as f:
             f.write(_json.dumps(record) + "\n")
@@ -290,7 +333,10 @@ class TrainingRun:
             "torch": torch.__version__, **(extra_meta or {}),
         }
         # The generator is reseeded from the step on save, so a resumed run draws the same noise afterwards.
-        self.generator = torch.Generator().manual_seed(self.train_config.seed + 1 + self.step_count)
+        self.generator = torch.Generator().manual_seed(self.train_config.seed + 1 + self.step_count
+                                                       + 1_000_003 * self.rank)
+        if not self.is_main:
+            return self.out
         return _ck.save_checkpoint(self.out, model=self.model, ema_model=self.ema.model,
                                    model_config=self.model_config, schedule_config=self.schedule_config,
                                    train_config=self.train_config, recommended=self.recommended,
@@ -313,7 +359,7 @@ class TrainingRun:
             ev.logged = {"step": self.step_count, "loss": round(r.loss, 6), "lr": r.lr,
                          "images_per_s": round(ips, 1), "wall_time_s": round(self.wall_time, 2)}
             self.log(ev.logged)
-        if snapshots and (self.step_count % tc.sample_every == 0 or self.done):
+        if snapshots and self.is_main and (self.step_count % tc.sample_every == 0 or self.done):
             import numpy as np
 
             snap = self.snapshot()
