@@ -6,15 +6,27 @@ shared by the CLI, the background Trainer and the benchmarks.
 from __future__ import annotations
 
 import copy
+import dataclasses
+import json
 import math
+import os
+import re
+import threading
+import time
+import traceback
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .config import TrainConfig
+from . import checkpoints as ck
+from .config import ModelConfig, SampleConfig, ScheduleConfig, TrainConfig
+from .data import BatchSampler, load as load_data
 from .schedule import NoiseSchedule
+from .unet import build_model
 
 
 class NonFiniteLoss(FloatingPointError):
@@ -133,20 +145,10 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, schedule: Noi
 # A training run: model + EMA + optimiser + data + step counter, with save / resume. Used by the CLI loop and
 # by the background Trainer thread; it knows nothing about either (minGPT's trainer habit).
 # ---------------------------------------------------------------------------------------------------------------
-import json as _json
-import time as _time
-from pathlib import Path as _Path
-
-from . import checkpoints as _ck
-from .config import ModelConfig, SampleConfig, ScheduleConfig
-from .data import BatchSampler, load as _load_data
-from .unet import build_model
 
 
 def _distributed_rank_and_size() -> tuple[int, int]:
     """(rank, world size) when launched by torchrun (initialising the process group once), else (0, 1)."""
-    import os
-
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return 0, 1
@@ -174,8 +176,6 @@ def pick_device(requested: str = "auto") -> torch.device:
     """cuda, then mps, else cpu for "auto"; a requested device that is missing raises a clear error."""
     if requested == "auto":
         if torch.cuda.is_available():
-            import os
-
             return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
@@ -195,7 +195,7 @@ class StepEvents:
     logged: dict | None = None
     snapshot: torch.Tensor | None = None
     judged: dict | None = None
-    checkpoint: _Path | None = None
+    checkpoint: Path | None = None
 
 
 METRICS = "metrics.jsonl"
@@ -209,11 +209,11 @@ class TrainingRun:
     """
 
     def __init__(self, model_config: ModelConfig, schedule_config: ScheduleConfig, train_config: TrainConfig,
-                 recommended: SampleConfig, out: str | _Path, device: str | torch.device = "cpu",
-                 command: str = "", init_from: str | _Path | None = None) -> None:
+                 recommended: SampleConfig, out: str | Path, device: str | torch.device = "cpu",
+                 command: str = "", init_from: str | Path | None = None) -> None:
         self.model_config, self.schedule_config = model_config, schedule_config
         self.train_config, self.recommended = train_config, recommended
-        self.out = _Path(out)
+        self.out = Path(out)
         self.device = torch.device(device)
         self.command = command
         self.schedule = NoiseSchedule(schedule_config)
@@ -221,9 +221,9 @@ class TrainingRun:
         torch.manual_seed(train_config.seed)                      # weight initialisation (same on every rank)
         self.model = build_model(model_config).to(self.device)
         if init_from is not None:                                 # "train on top of" another checkpoint
-            src = _ck.load_checkpoint(init_from, self.device)
+            src = ck.load_checkpoint(init_from, self.device)
             if src.model_config != model_config:
-                raise _ck.CheckpointError(f"cannot start from {init_from}: its architecture differs from this run's")
+                raise ck.CheckpointError(f"cannot start from {init_from}: its architecture differs from this run's")
             self.model.load_state_dict(src.model.state_dict())
         self.ema = EMA(self.model, train_config.ema_decay)
         self.optimizer = make_optimizer(self.model, train_config)
@@ -232,7 +232,7 @@ class TrainingRun:
             from torch.nn.parallel import DistributedDataParallel
 
             self.trained = DistributedDataParallel(self.model, device_ids=[self.device] if self.device.type == "cuda" else None)
-        train_split, _ = _load_data(train_config.dataset)
+        train_split, _ = load_data(train_config.dataset)
         # every rank draws its own batches (batch_size each): the global batch is world_size x batch_size
         self.batches = BatchSampler(train_split, train_config.batch_size, train_config.seed + 7919 * self.rank)
         self.styles: torch.Tensor | None = None
@@ -257,30 +257,31 @@ class TrainingRun:
 
     # -- resume ----------------------------------------------------------------------------------------------------
     @classmethod
-    def resume(cls, out: str | _Path, device: str | torch.device = "cpu", steps: int | None = None,
+    def resume(cls, out: str | Path, device: str | torch.device = "cpu", steps: int | None = None,
                command: str = "") -> "TrainingRun":
         """Reopen a run folder at its last checkpoint, with the same step count, optimiser state and batches."""
-        ck = _ck.load_checkpoint(out, device, with_training_state=True)
-        tc = ck.train_config
+        saved = ck.load_checkpoint(out, device, with_training_state=True)
+        tc = saved.train_config
         if tc is None:
-            raise _ck.CheckpointError(f"{out} has no training config; it cannot be resumed")
+            raise ck.CheckpointError(f"{out} has no training config; it cannot be resumed")
         if steps is not None and steps != tc.steps:
             tc = tc.replace(steps=steps)
-        run = cls(ck.model_config, ck.schedule_config, tc, ck.recommended, out, device,
-                  ck.meta.get("command", "") or command)
-        run.resume_commands = list(ck.meta.get("resume_commands", [])) + ([command] if command else [])
-        run.model.load_state_dict(ck.raw_model.state_dict())
-        run.ema.model.load_state_dict(ck.model.state_dict())
-        run.ema.updates = int(ck.meta.get("ema_updates", ck.step))
-        if ck.optimizer_state is not None and ck.meta.get("optimizer_param_groups"):
-            _ck.optimizer_from_tensors(run.optimizer, ck.optimizer_state, ck.meta["optimizer_param_groups"])
-        run.step_count = ck.step
-        run.wall_time = float(ck.meta.get("wall_time_s", 0.0))
-        run.images_seen = int(ck.meta.get("images_seen", ck.step * tc.batch_size))
-        run.batches.skip_to(ck.step)
-        gstate = ck.meta.get("generator_seed_offset")
-        run.generator = torch.Generator().manual_seed(tc.seed + 1 + (gstate if gstate is not None else ck.step))
-        run._truncate_metrics(ck.step)
+        run = cls(saved.model_config, saved.schedule_config, tc, saved.recommended, out, device,
+                  saved.meta.get("command", "") or command)
+        run.resume_commands = list(saved.meta.get("resume_commands", [])) + ([command] if command else [])
+        run.model.load_state_dict(saved.raw_model.state_dict())
+        run.ema.model.load_state_dict(saved.model.state_dict())
+        run.ema.updates = int(saved.meta.get("ema_updates", saved.step))
+        if saved.optimizer_state is not None and saved.meta.get("optimizer_param_groups"):
+            ck.optimizer_from_tensors(run.optimizer, saved.optimizer_state, saved.meta["optimizer_param_groups"])
+        run.step_count = saved.step
+        run.wall_time = float(saved.meta.get("wall_time_s", 0.0))
+        run.images_seen = int(saved.meta.get("images_seen", saved.step * tc.batch_size))
+        run.batches.skip_to(saved.step)
+        gstate = saved.meta.get("generator_seed_offset")
+        run.generator = torch.Generator().manual_seed(tc.seed + 1 + (gstate if gstate is not None else saved.step)
+                                                      + 1_000_003 * run.rank)
+        run._truncate_metrics(saved.step)
         return run
 
     def _truncate_metrics(self, step: int) -> None:
@@ -290,7 +291,7 @@ class TrainingRun:
             return
         keep = [r for r in read_metrics(path) if r.get("step", 0) <= step]
         tmp = path.with_suffix(".tmp")
-        tmp.write_text("".join(_json.dumps(r) + "\n" for r in keep))
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in keep))
         tmp.replace(path)
 
     # -- training --------------------------------------------------------------------------------------------------
@@ -299,7 +300,7 @@ class TrainingRun:
         return self.step_count >= self.train_config.steps
 
     def step(self) -> StepResult:
-        t0 = _time.perf_counter()
+        t0 = time.perf_counter()
         x0, y = self.batches.next()
         x0, y = x0.to(self.device), y.to(self.device)
         if self.train_config.augment:
@@ -309,7 +310,7 @@ class TrainingRun:
                             self.generator, self.ema, style=style)
         self.step_count += 1
         self.images_seen += x0.shape[0]
-        self.wall_time += _time.perf_counter() - t0
+        self.wall_time += time.perf_counter() - t0
         return result
 
     @property
@@ -321,9 +322,9 @@ class TrainingRun:
             return
         self.out.mkdir(parents=True, exist_ok=True)
         with open(self.out / METRICS, "a") as f:
-            f.write(_json.dumps(record) + "\n")
+            f.write(json.dumps(record) + "\n")
 
-    def save(self, extra_meta: dict | None = None) -> _Path:
+    def save(self, extra_meta: dict | None = None) -> Path:
         """Atomic checkpoint of the run into its folder (sidecar files are carried over)."""
         meta = {
             "dataset": self.train_config.dataset, "command": self.command, "device": str(self.device),
@@ -337,7 +338,7 @@ class TrainingRun:
                                                        + 1_000_003 * self.rank)
         if not self.is_main:
             return self.out
-        return _ck.save_checkpoint(self.out, model=self.model, ema_model=self.ema.model,
+        return ck.save_checkpoint(self.out, model=self.model, ema_model=self.ema.model,
                                    model_config=self.model_config, schedule_config=self.schedule_config,
                                    train_config=self.train_config, recommended=self.recommended,
                                    step=self.step_count, meta=meta, optimizer=self.optimizer, overwrite=True,
@@ -349,7 +350,7 @@ class TrainingRun:
         r = self.step()
         self._update_buckets(r)
         ev = StepEvents(r)
-        now = _time.perf_counter()
+        now = time.perf_counter()
         if self._rate_mark is None:
             self._rate_mark = (now - 1e-3, self.images_seen - r.t.shape[0])
         if self.step_count % tc.log_every == 0 or self.done:
@@ -360,8 +361,6 @@ class TrainingRun:
                          "images_per_s": round(ips, 1), "wall_time_s": round(self.wall_time, 2)}
             self.log(ev.logged)
         if snapshots and self.is_main and (self.step_count % tc.sample_every == 0 or self.done):
-            import numpy as np
-
             snap = self.snapshot()
             (self.out / SNAPSHOTS).mkdir(parents=True, exist_ok=True)
             np.save(self.out / SNAPSHOTS / f"step-{self.step_count:07d}.npy", snap.numpy())
@@ -407,16 +406,16 @@ class TrainingRun:
         return to_uint8(x.cpu())
 
 
-def read_metrics(path: str | _Path) -> list[dict]:
+def read_metrics(path: str | Path) -> list[dict]:
     """Records of a metrics.jsonl; a torn last line (crash mid-write) is skipped."""
     out = []
-    p = _Path(path)
+    p = Path(path)
     if not p.exists():
         return out
     for line in p.read_text().splitlines():
         try:
-            out.append(_json.loads(line))
-        except _json.JSONDecodeError:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
             continue
     return out
 
@@ -425,13 +424,9 @@ def read_metrics(path: str | _Path) -> list[dict]:
 # The background Trainer: one per server process, one run at a time, in a daemon thread that never touches
 # the UI. Outside code calls start / pause / resume / stop and reads immutable TrainerStatus snapshots.
 # ---------------------------------------------------------------------------------------------------------------
-import os as _os
-import re as _re
-import threading as _threading
-import traceback as _traceback
 
-RUN_NAME = _re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,47}$")
-DEFAULT_RUNS_ROOT = _Path(__file__).resolve().parent.parent / "checkpoints" / "runs"
+RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,47}$")
+DEFAULT_RUNS_ROOT = Path(__file__).resolve().parent.parent / "checkpoints" / "runs"
 
 
 class TrainerBusy(RuntimeError):
@@ -451,7 +446,7 @@ def training_threads() -> int:
     Measured on the 2-core CPU: with both cores busy in torch, the UI's own small tensor ops slowed by ~70x;
     one training thread costs ~35 % of two-thread throughput and keeps every page responsive.
     """
-    cores = _os.cpu_count() or 1
+    cores = os.cpu_count() or 1
     return max(1, cores - 1) if cores <= 4 else cores - 2
 
 
@@ -486,15 +481,15 @@ class Trainer:
     so readers never see a half-updated object. The thread never calls Streamlit.
     """
 
-    def __init__(self, runs_root: str | _Path = DEFAULT_RUNS_ROOT, judge_loader=None,
+    def __init__(self, runs_root: str | Path = DEFAULT_RUNS_ROOT, judge_loader=None,
                  threads: int | None = None) -> None:
-        self.runs_root = _Path(runs_root)
+        self.runs_root = Path(runs_root)
         self._judge_loader = judge_loader
         self._threads = threads
-        self._lock = _threading.Lock()
-        self._pause = _threading.Event()
-        self._stop = _threading.Event()
-        self._thread: _threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._pause = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
         self._status = TrainerStatus("idle")
 
     # -- control -----------------------------------------------------------------------------------------------
@@ -523,7 +518,7 @@ class Trainer:
         out = self.runs_root / name
         with self._lock:
             self._refuse_if_busy()
-            if not (out / _ck.WEIGHTS).exists() and not list(out.parent.glob(f".{name}.old-*")):
+            if not (out / ck.WEIGHTS).exists() and not list(out.parent.glob(f".{name}.old-*")):
                 raise FileNotFoundError(f"run {name!r} has no checkpoint to resume from")
             self._launch(lambda: TrainingRun.resume(out, pick_device(device), steps=steps,
                                                     command=f"dashboard: resume {name}"), name, steps or 0)
@@ -567,7 +562,7 @@ class Trainer:
         self._stop.clear()
         self._pause.clear()
         self._status = TrainerStatus("running", run_name=name, total=total, message="starting…")
-        self._thread = _threading.Thread(target=self._main, args=(make_run, name), daemon=True,
+        self._thread = threading.Thread(target=self._main, args=(make_run, name), daemon=True,
                                          name=f"trainer-{name}")
         self._thread.start()
 
@@ -597,7 +592,7 @@ class Trainer:
                 if self._stop.is_set():
                     break
                 if self._pause.is_set():
-                    _time.sleep(0.1)
+                    time.sleep(0.1)
                     continue
                 ev = run.train_one()
                 if ev.logged:
@@ -629,18 +624,14 @@ class Trainer:
                                                 "full? The previous checkpoint is still valid.")
         except Exception as e:  # anything else: visible in the status, never a silent dead thread
             self._publish(state="failed", error=f"{type(e).__name__}: {e}",
-                          message=_traceback.format_exc(limit=3))
+                          message=traceback.format_exc(limit=3))
 
 
 def dataclasses_replace(obj, **changes):
-    import dataclasses
-
     return dataclasses.replace(obj, **changes)
 
 
-def _load_snapshots(out: _Path) -> list[tuple[int, "object"]]:
-    import numpy as np
-
+def _load_snapshots(out: Path) -> list[tuple[int, "object"]]:
     snaps = []
     for p in sorted((out / SNAPSHOTS).glob("step-*.npy")):
         try:
@@ -650,21 +641,21 @@ def _load_snapshots(out: _Path) -> list[tuple[int, "object"]]:
     return snaps
 
 
-def list_runs(runs_root: str | _Path = DEFAULT_RUNS_ROOT) -> list[dict]:
+def list_runs(runs_root: str | Path = DEFAULT_RUNS_ROOT) -> list[dict]:
     """Every run folder: name, step / total, interrupted?, params, wall time, images/s, last loss, judge."""
     from .unet import build_model, count_parameters
 
     out = []
-    root = _Path(runs_root)
+    root = Path(runs_root)
     if not root.is_dir():
         return out
     for d in sorted(root.iterdir()):
         if not d.is_dir() or d.name.startswith("."):
             continue
-        _ck.recover_checkpoint(d)
+        ck.recover_checkpoint(d)
         row: dict = {"name": d.name, "path": str(d)}
         try:
-            config, meta = _ck.read_configs(d)
+            config, meta = ck.read_configs(d)
             mc = ModelConfig.from_dict(config["model"])
             tc = TrainConfig.from_dict(config["train"])
             metrics = read_metrics(d / METRICS)
@@ -682,7 +673,7 @@ def list_runs(runs_root: str | _Path = DEFAULT_RUNS_ROOT) -> list[dict]:
                        judge_accuracy=judged[-1] if judged else None, width=mc.base_channels,
                        depth=mc.num_res_blocks, arch=mc.arch)
             row["interrupted"] = row["step"] < tc.steps
-        except (_ck.CheckpointError, KeyError, TypeError, ValueError) as e:
+        except (ck.CheckpointError, KeyError, TypeError, ValueError) as e:
             row["error"] = str(e)
         out.append(row)
     return out
