@@ -170,7 +170,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     samples = sample_cached(ck, labels, cfg, cache=cache)
     dt = time.perf_counter() - t0
     computed = cache is None or cache.misses > misses
-    report = quality_report(judge, samples, labels, train.images, held.images, held.labels)
+    report = quality_report(judge, samples, labels, train.images, train.labels, held.images, held.labels)
     report.update(checkpoint=str(a.checkpoint), checkpoint_sha256=ck.sha256, step=ck.step, n_samples=len(labels),
                   sample_config=cfg.to_dict(), samples_per_s=round(len(labels) / dt, 2) if computed else None,
                   from_cache=not computed, sampling_seconds=round(dt, 2) if computed else None,
@@ -184,7 +184,8 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     print(f"  judge accuracy      {report['accuracy']:.2%}   mean true-class confidence {report['confidence']:.3f}")
     print("  per class           " + "  ".join(f"{c}:{v:.0%}" for c, v in pc.items()))
     print(f"  Frechet distance    {report['frechet_distance']:.2f}   real-vs-real baseline "
-          f"{report['frechet_baseline_train_vs_heldout']:.2f}   ratio {report['frechet_ratio_to_baseline']:.2f}x")
+          f"{report['frechet_baseline_train_vs_heldout']:.2f} ({len(labels)} train digits vs the held-out set)   "
+          f"ratio {report['frechet_ratio_to_baseline']:.2f}x")
     print(f"  diversity           {report['diversity_mean']:.2f} of real digits' within-class spread")
     print(f"  memorisation        {m['fraction_closer_than_threshold']:.1%} of samples closer to a training digit "
           f"than {1 - m['quantile']:.0%} of held-out digits are (expected ~{m['quantile']:.0%})")

@@ -86,15 +86,32 @@ def memorisation(samples: torch.Tensor, train_images: torch.Tensor, heldout_imag
             "fraction_closer_than_threshold": round(float((d_samples < threshold).float().mean()), 4)}
 
 
+def _matching_subset(pool_labels: torch.Tensor, wanted: torch.Tensor, seed: int) -> torch.Tensor:
+    """Indices into pool_labels with the same number of each class as `wanted` (drawn without replacement)."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for c, n in zip(*torch.unique(wanted, return_counts=True)):
+        idx = (pool_labels == c).nonzero().flatten()
+        out.append(idx[torch.randperm(len(idx), generator=g)[:int(n)]])
+    return torch.cat(out)
+
+
 def quality_report(judge: Judge, samples: torch.Tensor, labels: torch.Tensor, train_images: torch.Tensor,
-                   heldout_images: torch.Tensor, heldout_labels: torch.Tensor) -> dict:
-    """Everything `python -m engine evaluate` prints, for samples (N, 1, 28, 28) in [-1, 1] with asked labels."""
+                   train_labels: torch.Tensor, heldout_images: torch.Tensor, heldout_labels: torch.Tensor) -> dict:
+    """Everything `python -m engine evaluate` prints, for samples (N, 1, 28, 28) in [-1, 1] with asked labels.
+
+    train_labels are needed for the class-matched real-vs-real Frechet baseline.
+    """
     probs, feats = predict(judge, samples)
     report = class_scores(probs, labels)
-    _, feats_train = predict(judge, train_images)
     _, feats_held = predict(judge, heldout_images)
+    # The Frechet distance is biased upwards for small sets (~ dimension / N), so the real-vs-real baseline
+    # uses as many training digits as there are samples, with the same classes: train subset vs held-out.
+    subset = _matching_subset(train_labels, labels, seed=0)
+    _, feats_train = predict(judge, train_images[subset])
     report["frechet_distance"] = round(frechet_distance(feats, feats_held), 3)
     report["frechet_baseline_train_vs_heldout"] = round(frechet_distance(feats_train, feats_held), 3)
+    report["frechet_n"] = int(len(labels))
     report["frechet_ratio_to_baseline"] = round(report["frechet_distance"] /
                                                 max(report["frechet_baseline_train_vs_heldout"], 1e-9), 3)
     div = {}

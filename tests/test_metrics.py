@@ -66,3 +66,17 @@ def test_shipped_judge_reaches_its_stated_accuracy():
     _, held = load("mnist-5k")
     acc = accuracy(load_judge(), held.images, held.labels)
     assert abs(acc - meta["metrics"]["heldout_accuracy"]) < 0.002 and acc >= 0.985
+
+
+def test_quality_report_on_real_digits_sits_at_the_baseline():
+    from engine.metrics import quality_report
+
+    train, held = load("mnist-5k")
+    idx = torch.arange(1, 4000, 8)                 # 500 real training digits posing as "samples"
+    r = quality_report(load_judge(), train.images[idx], train.labels[idx], train.images, train.labels,
+                       held.images, held.labels)
+    assert r["accuracy"] > 0.97 and 0.5 < r["frechet_ratio_to_baseline"] < 2.0 and r["frechet_n"] == 500
+    assert r["memorisation"]["fraction_closer_than_threshold"] == 1.0     # they *are* training digits
+    noisy = quality_report(load_judge(), (train.images[idx] + 0.5 * torch.randn(500, 1, 28, 28)).clamp(-1, 1),
+                           train.labels[idx], train.images, train.labels, held.images, held.labels)
+    assert noisy["frechet_ratio_to_baseline"] > 2 * r["frechet_ratio_to_baseline"]
