@@ -26,12 +26,14 @@ def _judge_line(x: torch.Tensor) -> str:
     return f"judge reads **{int(c)}** ({float(p):.0%})"
 
 
-def _result_row(items: list[tuple[torch.Tensor, str]], note: str = "") -> None:
+def _result_row(items: list[tuple[torch.Tensor, str]], note: str = "", judged: tuple[int, ...] | None = None) -> None:
+    """Images side by side with captions; the judge's reading under those in `judged` (default: all)."""
     cols = st.columns(len(items) + (1 if note else 0))
-    for col, (img, cap) in zip(cols, items):
+    for i, (col, (img, cap)) in enumerate(zip(cols, items)):
         with col:
             widgets.show(widgets.to_display(img[0]), caption=cap, scale=5)
-            st.markdown(_judge_line(img))
+            if judged is None or i in judged:
+                st.markdown(_judge_line(img))
     if note:
         cols[-1].markdown(note)
 
@@ -75,7 +77,7 @@ def run(path: str, name: str, x: torch.Tensor | None, cfg: SampleConfig, **param
 def inpainting_tab(path: str, x: torch.Tensor, cfg: SampleConfig) -> None:
     c1, c2, c3, c4 = st.columns(4)
     kind = c1.selectbox("mask", ["right", "left", "top", "bottom", "centre", "random"], key="apps.mask")
-    label = c2.number_input("fill as digit", 0, 9, 3, key="apps.inpaint_label")
+    label = c2.number_input("fill as digit", 0, 9, int(st.session_state.get("apps.digit", 3)), key="apps.inpaint_label")
     resample = c3.number_input("RePaint resampling", 1, 4, 1, key="apps.resample",
                                help="repeat each step, re-noising in between: better harmony, proportionally slower")
     seed = c4.number_input("seed", 0, 9999, 0, key="apps.inpaint_seed")
@@ -83,7 +85,7 @@ def inpainting_tab(path: str, x: torch.Tensor, cfg: SampleConfig) -> None:
     masked = x * mask + (1 - mask) * 0.0
     out, dt = run(path, "inpaint", x, cfg, kind=kind, label=int(label), seed=int(seed), resample=int(resample))
     _result_row([(x, "input"), (masked, "known pixels (grey = missing)"), (out, f"inpainted ({dt:.1f} s)")],
-                "After every step the known pixels are put back, noised to that step's level (RePaint): the model "
+                judged=(0, 2), note="After every step the known pixels are put back, noised to that step's level (RePaint): the model "
                 "only invents the missing part, in harmony with what it can see.")
 
 

@@ -123,6 +123,7 @@ def digit_source(ns: str, default_digit: int = 3) -> tuple[torch.Tensor, str]:
         st.info("Showing a data-set digit until a usable image is uploaded.")
         return pick_real_digit(default_digit, 0)
     c1, c2 = st.columns(2)
+    st.session_state.setdefault(f"{ns}.digit", default_digit)
     digit = c1.number_input("class", 0, 9, key=f"{ns}.digit")
     idx = c2.number_input("example", 0, 99, key=f"{ns}.idx")
     return pick_real_digit(int(digit), int(idx))
@@ -131,12 +132,13 @@ def digit_source(ns: str, default_digit: int = 3) -> tuple[torch.Tensor, str]:
 def framed_mosaic(images: np.ndarray, kept: np.ndarray, cols: int, scale: int = 3) -> np.ndarray:
     """RGB mosaic with a green frame around kept digits and a red one around rejected ones."""
     n, h, w = images.shape
-    pad = 3
+    frame, gap = 2, 2
+    th, tw = h + 2 * frame + gap, w + 2 * frame + gap
     rows = max(1, -(-n // cols))
-    out = np.full((rows * (h + 2 * pad), cols * (w + 2 * pad), 3), 40, dtype=np.uint8)
+    out = np.full((rows * th + gap, cols * tw + gap, 3), 245, dtype=np.uint8)
     for i in range(n):
         r, c = divmod(i, cols)
-        y, x = r * (h + 2 * pad), c * (w + 2 * pad)
-        out[y:y + h + 2 * pad, x:x + w + 2 * pad] = (40, 170, 60) if kept[i] else (190, 50, 50)
-        out[y + pad:y + pad + h, x + pad:x + pad + w] = images[i][..., None]
+        y, x = gap + r * th, gap + c * tw
+        out[y:y + h + 2 * frame, x:x + w + 2 * frame] = (40, 170, 60) if kept[i] else (200, 60, 60)
+        out[y + frame:y + frame + h, x + frame:x + frame + w] = images[i][..., None]
     return np.kron(out, np.ones((scale, scale, 1), dtype=np.uint8))
