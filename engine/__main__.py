@@ -268,6 +268,26 @@ def cmd_precompute(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_style_eval(a: argparse.Namespace) -> int:
+    from .checkpoints import load_checkpoint
+    from .judge import load_judge
+    from .style import compliance
+
+    _set_threads(a.threads)
+    ck = load_checkpoint(a.checkpoint)
+    t0 = time.perf_counter()
+    rep = compliance(ck, load_judge(), _sample_config(ck.recommended, a), seeds=a.seeds)
+    rep.update(seconds=round(time.perf_counter() - t0, 1), command=_command_line())
+    print(f"style compliance of {a.checkpoint}: rank correlation thickness {rep['thickness_spearman']}, slant "
+          f"{rep['slant_spearman']}; per-bin accuracy {rep['thickness_bin_accuracy']} / {rep['slant_bin_accuracy']}; "
+          f"judge accuracy {rep['judge_accuracy']} ({rep['n']} samples, {rep['seconds']} s)")
+    out = Path(a.checkpoint) / "report.json"
+    report = json.loads(out.read_text()) if out.exists() else {}
+    report["style"] = rep
+    out.write_text(json.dumps(report, indent=2))
+    return 0
+
+
 def cmd_bench(a: argparse.Namespace) -> int:
     from .bench import run_bench
 
@@ -443,6 +463,14 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--out", required=True)
     x.add_argument("--force", action="store_true", help="replace an existing --out")
     x.set_defaults(func=cmd_export)
+
+    se = sub.add_parser("style-eval", help="requested vs measured thickness and slant of a style model")
+    se.add_argument("--checkpoint", default="checkpoints/style")
+    se.add_argument("--seeds", type=int, default=2, help="samples per (digit, style) cell")
+    se.add_argument("--steps", type=int)
+    se.add_argument("--guidance", type=float)
+    se.add_argument("--threads", type=int)
+    se.set_defaults(func=cmd_style_eval)
 
     pc = sub.add_parser("precompute", help="store the samples the pages open with next to a shipped model")
     pc.add_argument("--checkpoint", default="checkpoints/default")

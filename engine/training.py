@@ -222,9 +222,13 @@ class TrainingRun:
         self.model = build_model(model_config).to(self.device)
         if init_from is not None:                                 # "train on top of" another checkpoint
             src = ck.load_checkpoint(init_from, self.device)
-            if src.model_config != model_config:
+            # The same network, or the same network plus style inputs (a class model fine-tuned to style):
+            # every other difference in architecture is refused.
+            if src.model_config.replace(style_dim=model_config.style_dim) != model_config:
                 raise ck.CheckpointError(f"cannot start from {init_from}: its architecture differs from this run's")
-            self.model.load_state_dict(src.model.state_dict())
+            missing, unexpected = self.model.load_state_dict(src.model.state_dict(), strict=False)
+            if unexpected or any(not k.startswith("cond.style_") for k in missing):
+                raise ck.CheckpointError(f"cannot start from {init_from}: weights {missing + unexpected} do not fit")
         self.ema = EMA(self.model, train_config.ema_decay)
         self.optimizer = make_optimizer(self.model, train_config)
         self.trained = self.model                                  # what train_step calls (DDP-wrapped if distributed)

@@ -59,3 +59,24 @@ def test_style_model_trains_and_samples_with_requested_styles(tmp_path):
     rep = compliance(ck, None, SampleConfig(steps=2), thickness_grid=(2.0, 3.0), slant_grid=(0.0, 20.0),
                      digits=[1], seeds=1)
     assert set(rep) >= {"thickness_spearman", "slant_spearman"} and rep["n"] == 4
+
+
+def test_style_model_can_start_from_a_class_model(tmp_path):
+    import torch
+
+    from engine.checkpoints import CheckpointError, save_checkpoint
+    from engine.config import SampleConfig
+    from engine.training import TrainingRun
+    from engine.unet import build_model
+
+    from .conftest import TINY_MODEL, TINY_SCHEDULE, TINY_TRAIN
+
+    base = build_model(TINY_MODEL)
+    path = save_checkpoint(tmp_path / "base", model=base, ema_model=base, model_config=TINY_MODEL,
+                           schedule_config=TINY_SCHEDULE, train_config=None)
+    run = TrainingRun(TINY_MODEL.replace(style_dim=2), TINY_SCHEDULE, TINY_TRAIN, SampleConfig(steps=2),
+                      tmp_path / "style", init_from=path)
+    assert torch.equal(run.model.stem.weight, base.stem.weight)
+    with pytest.raises(CheckpointError, match="architecture differs"):
+        TrainingRun(TINY_MODEL.replace(base_channels=16), TINY_SCHEDULE, TINY_TRAIN, SampleConfig(steps=2),
+                    tmp_path / "other", init_from=path)

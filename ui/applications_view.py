@@ -1,6 +1,7 @@
 """Tabs of the Applications page: each runs one engine.applications function on the chosen model."""
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
@@ -190,7 +191,8 @@ def style_tab(cfg: SampleConfig) -> None:
                 k = i * len(SLANT) + j
                 widgets.show(imgs[k], caption=f"thickness {t:.1f} px → measured {measured[k, 0]:.1f} px, "
                                               f"{measured[k, 1]:+.0f}°", scale=3)
-    rep = ck.meta.get("style_report") or {}
+    report = STYLE_PATH / "report.json"
+    rep = json.loads(report.read_text()).get("style", {}) if report.exists() else {}
     if rep:
         st.caption(f"Measured compliance of this model (grid of requests, all digits): rank correlation "
                    f"thickness {rep.get('thickness_spearman')}, slant {rep.get('slant_spearman')}; judge accuracy "
