@@ -171,3 +171,22 @@ def test_classroom_learner_is_locked_out_until_the_passcode(classroom_server, br
     expect(page.get_by_text("Role: instructor")).to_be_visible(timeout=30_000)
     expect(page.get_by_role("button", name="Start training")).to_be_enabled(timeout=30_000)
     page.close()
+
+
+def test_drawing_a_digit_on_the_forward_page(server, browser):
+    from playwright.sync_api import expect
+
+    page = _open(browser, f"{server}/forward_process")
+    page.get_by_text("draw", exact=True).click()
+    frame_or_page = page
+    canvas = page.locator("canvas").first
+    expect(canvas).to_be_visible(timeout=60_000)
+    box = canvas.bounding_box()
+    x0, y0 = box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.2
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    for i in range(1, 11):                           # a vertical stroke: a "1"
+        page.mouse.move(x0 + i * 2, y0 + i * box["height"] * 0.06)
+    page.mouse.up()
+    expect(frame_or_page.get_by_text("your drawing")).to_be_visible(timeout=60_000)
+    page.close()

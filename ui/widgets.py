@@ -66,7 +66,11 @@ def image_to_digit(data: bytes) -> np.ndarray:
         raise BadImage(f"the image is only {im.width}x{im.height} pixels; draw or upload at least 8x8")
     if im.mode in ("RGBA", "LA", "P"):
         im = im.convert("RGBA")
-        bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
+        rgba = np.asarray(im, dtype=np.float64)
+        opaque = rgba[..., 3] > 127
+        # transparent pixels are background: put them behind the ink in the colour that contrasts with it
+        ink_light = opaque.any() and rgba[opaque][:, :3].mean() > 127
+        bg = Image.new("RGBA", im.size, (0, 0, 0, 255) if ink_light else (255, 255, 255, 255))
         im = Image.alpha_composite(bg, im)
     if im.mode in ("I;16", "I;16B", "I", "F"):
         a = np.asarray(im, dtype=np.float64)
@@ -79,7 +83,28 @@ def image_to_digit(data: bytes) -> np.ndarray:
     lo, hi = np.percentile(g, 2), g.max()
     if hi - lo < 10:
         raise BadImage("the image is blank (no contrast): nothing to use as a digit")
-    return (np.clip((g - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8)
+    return center_like_mnist((np.clip((g - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8))
+
+
+def center_like_mnist(img: np.ndarray) -> np.ndarray:
+    """MNIST's own preprocessing: the ink's bounding box scaled to fit 20x20 (aspect kept), placed in 28x28
+    with its centre of mass at the centre. (28, 28) uint8 in, (28, 28) uint8 out."""
+    ys, xs = np.nonzero(img > 40)
+    if len(ys) == 0:
+        return img
+    crop = img[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+    h, w = crop.shape
+    s = 20.0 / max(h, w)
+    crop = np.asarray(Image.fromarray(crop).resize((max(1, round(w * s)), max(1, round(h * s))), Image.LANCZOS))
+    out = np.zeros((28, 28), dtype=np.float64)
+    h, w = crop.shape
+    out[(28 - h) // 2:(28 - h) // 2 + h, (28 - w) // 2:(28 - w) // 2 + w] = crop
+    total = out.sum()
+    if total > 0:
+        yy, xx = np.mgrid[0:28, 0:28]
+        dy, dx = int(round(13.5 - (out * yy).sum() / total)), int(round(13.5 - (out * xx).sum() / total))
+        out = np.roll(np.roll(out, dy, axis=0), dx, axis=1)
+    return out.clip(0, 255).astype(np.uint8)
 
 
 def pick_real_digit(digit: int, index: int) -> tuple[torch.Tensor, str]:
@@ -110,7 +135,19 @@ def model_sidebar() -> str | None:
 
 def digit_source(ns: str, default_digit: int = 3) -> tuple[torch.Tensor, str]:
     """Data-set picker or upload; returns (1, 1, 28, 28) in [-1, 1] and a caption. Bad uploads get st.error."""
-    source = st.radio("Digit source", ["data set", "upload"], horizontal=True, key=f"{ns}.source")
+    source = st.radio("Digit source", ["data set", "draw", "upload"], horizontal=True, key=f"{ns}.source")
+    if source == "draw":
+        from .canvas import draw_digit
+
+        png = draw_digit(f"{ns}.canvas")
+        if png is not None:
+            try:
+                d = image_to_digit(png)
+                return torch.from_numpy(d).float().div(127.5).sub(1).view(1, 1, 28, 28), "your drawing"
+            except BadImage as e:
+                st.caption(f"({e})")
+        st.caption("Draw a digit above; until then a data-set digit stands in.")
+        return pick_real_digit(default_digit, 0)
     if source == "upload":
         up = st.file_uploader("PNG / JPG of one digit (≤ 5 MB)", type=["png", "jpg", "jpeg", "gif", "bmp", "webp"],
                               key=f"{ns}.upload")
