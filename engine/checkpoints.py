@@ -249,11 +249,16 @@ def _load_safetensors(path: Path, expected_sha: str | None) -> dict[str, torch.T
     if size == 0:
         raise CheckpointError(f"{path} is empty (0 bytes): the checkpoint was never completely written")
     with open(path, "rb") as f:
-        head = f.read(8)
-    if head.startswith(PICKLE_MAGIC):
+        head = f.read(9)
+    # A safetensors file is an 8-byte little-endian header length followed by a JSON object ('{'). Only when
+    # that shape is absent do we look for pickle / zip magic: a header length can itself begin with 0x80.
+    looks_safetensors = len(head) == 9 and head[8:9] == b"{"
+    if not looks_safetensors and head.startswith(PICKLE_MAGIC):
         raise CheckpointError(f"{path} is a pickle / torch.save file, not safetensors. Diffusion Lab never "
                               "unpickles files, because loading a pickle can run arbitrary code.")
-    header_len = int.from_bytes(head, "little") if len(head) == 8 else size
+    if not looks_safetensors:
+        raise CheckpointError(f"{path} is not a safetensors file (it does not start with a header)")
+    header_len = int.from_bytes(head[:8], "little")
     if header_len > size - 8:
         raise CheckpointError(f"{path} is truncated or not a safetensors file (header larger than the file)")
     try:

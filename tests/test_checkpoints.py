@@ -115,3 +115,17 @@ def test_optimizer_state_round_trip(tmp_path):
     ck.optimizer_from_tensors(opt2, tensors, json.loads(json.dumps(groups)))
     a, b = opt.state_dict()["state"], opt2.state_dict()["state"]
     assert all(torch.equal(a[i]["exp_avg"], b[i]["exp_avg"]) for i in a)
+
+
+def test_safetensors_whose_header_length_starts_with_0x80_is_not_mistaken_for_a_pickle(tmp_path):
+    """Seen for real: a header of 0x...80 bytes begins the file with the pickle protocol byte."""
+    from safetensors.torch import save_file
+
+    for pad in range(0, 300):
+        path = tmp_path / "w.safetensors"
+        save_file({"x": torch.zeros(3)}, str(path), metadata={"pad": "p" * pad})
+        if path.read_bytes()[0] == 0x80:
+            break
+    else:
+        pytest.fail("could not build the case")
+    assert torch.equal(ck._load_safetensors(path, None)["x"], torch.zeros(3))
