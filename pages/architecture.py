@@ -45,9 +45,9 @@ st.caption("The same x_t, the same network: only the timestep input differs. Tol
            "assumes more noise than there is and over-smooths; told a smaller one, it removes too little.")
 
 st.subheader("Ablations: no skips, no time embedding, plain CNN (2.1, 2.2, 3.3)")
+view.ablations_panel()
 runs = [r for r in list_runs(resources.RUNS_ROOT) if "error" not in r]
 if runs:
-    st.dataframe([{k_: r.get(k_) for k_ in ("name", "arch", "width", "depth", "params", "step", "final_loss",
-                                            "judge_accuracy")} for r in runs], hide_index=True)
-st.caption("Train the `no-skip`, `no-time` and `plain-cnn` presets on the Training page with the same steps as "
-           "`default`; their loss and judge accuracy appear in this table beside it.")
+    st.markdown("Your own runs (train the `no-skip`, `no-time`, `plain-cnn`, `wide` or `deep` presets to compare):")
+    st.dataframe([{k_: r.get(k_) for k_ in ("name", "arch", "width", "depth", "params", "mflop_per_image", "step",
+                                            "final_loss", "judge_accuracy")} for r in runs], hide_index=True)

@@ -13,8 +13,10 @@ declare -A SETS=(
 )
 for name in unet no-skip no-time plain-cnn; do
   run=checkpoints/runs/ablation-$name
-  # shellcheck disable=SC2086
-  $PY -m engine train --preset tiny --steps "$STEPS" --out "$run" --force --no-snapshots ${SETS[$name]} ${THREADS:+--threads $THREADS}
+  if ! grep -q "\"step\": $STEPS," "$run/meta.json" 2>/dev/null; then   # not trained to STEPS yet
+    # shellcheck disable=SC2086
+    $PY -m engine train --preset tiny --steps "$STEPS" --out "$run" --force --no-snapshots ${SETS[$name]} ${THREADS:+--threads $THREADS}
+  fi
   $PY -m engine export --checkpoint "$run" --out "checkpoints/ablations/$name" --force
   $PY -m engine evaluate --checkpoint "checkpoints/ablations/$name" --per-class 20 --no-cache \
       --out "checkpoints/ablations/$name/report.json" ${THREADS:+--threads $THREADS}

@@ -12,7 +12,9 @@ from engine.schedule import NoiseSchedule
 from engine.summary import model_summary
 from engine.unet import count_parameters
 
-from . import figures, resources, widgets
+from pathlib import Path
+
+from . import figures, resources, roles, widgets
 
 
 @st.cache_data(max_entries=16)
@@ -125,3 +127,55 @@ def told_t_panel(ck, digit: int, t_true: int, t_told: int) -> None:
         widgets.show(widgets.to_display(out["right"][0]), caption=f"x̂₀ told t = {t_true} (MSE {out['right_mse']:.3f})", scale=5)
     with c4:
         widgets.show(widgets.to_display(out["wrong"][0]), caption=f"x̂₀ told t = {t_told} (MSE {out['wrong_mse']:.3f})", scale=5)
+
+
+ABLATIONS = resources.SHIPPED_ROOT / "ablations"
+
+
+@st.cache_data(max_entries=8, show_spinner="Sampling one digit per class from each ablation…")
+@roles.heavy
+def _ablation_samples(path: str, sha: str) -> np.ndarray:
+    from engine.sampling import class_labels, sample
+
+    ck = resources.load_model(path)
+    x = sample(ck.model, NoiseSchedule(ck.schedule_config), class_labels(1), ck.recommended.replace(steps=20), seeds=list(range(10)))
+    return widgets.to_display(x)
+
+
+def ablations_panel() -> None:
+    """Shipped ablations (equal budget): their measured numbers, loss curves and samples side by side."""
+    import json
+
+    from engine.checkpoints import list_checkpoints
+    from engine.training import read_metrics
+
+    entries = [e for e in list_checkpoints(ABLATIONS) if "error" not in e]
+    if not entries:
+        st.info("No ablation models are shipped: run scripts/train_ablations.sh, or train the `no-skip`, `no-time` "
+                "and `plain-cnn` presets on the Training page.")
+        return
+    rows, fig = [], go.Figure()
+    for e in entries:
+        path = Path(e["path"])
+        ck = resources.load_model(str(path))
+        rep = json.loads((path / "report.json").read_text()) if (path / "report.json").exists() else {}
+        rows.append({"model": e["name"], "params": count_parameters(ck.model), "steps": ck.step,
+                     "train s": ck.meta.get("wall_time_s"), "judge accuracy": rep.get("accuracy"),
+                     "Fréchet ratio": rep.get("frechet_ratio_to_baseline")})
+        losses = [(r["step"], r["loss"]) for r in read_metrics(path / "metrics.jsonl") if "loss" in r]
+        if losses:
+            xs, ys = zip(*losses)
+            k = min(25, len(ys))
+            fig.add_trace(go.Scatter(x=xs[k - 1:], y=np.convolve(ys, np.ones(k) / k, mode="valid"), name=e["name"]))
+    fig.update_layout(height=300, margin=dict(l=10, r=10, t=30, b=10), title="training loss (mean of 25)",
+                      yaxis_type="log")
+    c1, c2 = st.columns([3, 2])
+    c1.plotly_chart(fig, key="arch.ablation_loss")
+    c2.dataframe(pd.DataFrame(rows), hide_index=True)
+    cols = st.columns(len(entries))
+    for col, e in zip(cols, entries):
+        ck = resources.load_model(e["path"])
+        col.image(widgets.mosaic(_ablation_samples(e["path"], ck.sha256), cols=5, scale=2), output_format="PNG",
+                  caption=f"{e['name']}: digits 0…9")
+    st.caption("All four were trained with the same budget (the `tiny` width, same steps, batch, seed and data; "
+               "scripts/train_ablations.sh). Judge accuracy and Fréchet ratio come from each model's evaluate report.")
