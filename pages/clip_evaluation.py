@@ -19,6 +19,9 @@ scorer, why = view.get_scorer(kind)
 if scorer is None:
     st.error(f"{why}")
     st.stop()
+if why:
+    st.warning(f"{why} Showing digit-CLIP instead.")
+    kind = "digit-CLIP"
 if resources.get_judge() is None:
     st.error("The judge checkpoint is missing (checkpoints/judge): CLIP scores are compared with it on this page.")
     st.stop()
@@ -35,6 +38,9 @@ view.baseline_and_agreement(df, view.real_baseline(kind))
 
 st.subheader("Which digits score high or low, and why? (4.2)")
 view.patterns(df)
+
+if st.toggle("Score vs guidance weight (3 per class at w = 0, 1, 2, 4)", key="clip.sweep_on"):
+    view.guidance_panel(path, ck.sha256, kind)
 
 st.subheader("Using CLIP to improve generation (4.3)")
 scale = st.slider("CLIP guidance scale", 0.0, 100.0, 20.0, 5.0, key="clip.scale")

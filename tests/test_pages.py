@@ -173,3 +173,12 @@ def test_clip_page_ranks_keeps_top_k_and_inspects_a_digit(app):
     worst = float(last[0].split("**")[1])
     assert best >= worst                                          # rank 1 scores at least as high as rank 10
     assert "kept" in first[0] and "rejected" in last[0]           # top 3 of 10 kept
+
+
+def test_clip_page_falls_back_to_digit_clip_when_pretrained_is_unavailable(app):
+    app.run()
+    app.switch_page("pages/clip_evaluation.py").run()
+    app.selectbox(key="clip.kind").set_value("pretrained ViT-B-32 (if cached)").run()
+    _ok(app)
+    assert any("Showing digit-CLIP instead" in w.value for w in app.warning)
+    assert any(m.value.startswith("Rank correlation") for m in app.markdown)

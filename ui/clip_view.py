@@ -20,10 +20,20 @@ PER_CLASS = 10
 
 @st.cache_resource
 def get_scorer(kind: str):
-    """digit-CLIP (shipped) or a pretrained open_clip model; None with the reason when unavailable."""
+    """(scorer, note): the requested CLIP; a pretrained one that is unavailable falls back to digit-CLIP with
+    the reason in `note`; (None, reason) when not even digit-CLIP can be loaded."""
+    if kind != "digit-CLIP":
+        try:
+            return load_pretrained(), None
+        except ClipUnavailable as e:
+            note = str(e)
+            try:
+                return load_digit_clip(), note
+            except CheckpointError as e2:
+                return None, f"{note}; digit-CLIP is missing too: {e2}"
     try:
-        return (load_digit_clip() if kind == "digit-CLIP" else load_pretrained()), None
-    except (ClipUnavailable, CheckpointError) as e:
+        return load_digit_clip(), None
+    except CheckpointError as e:
         return None, str(e)
 
 
@@ -127,3 +137,26 @@ def techniques(path: str, sha: str, guidance: float, kind: str, scale: float) ->
     cfg = ck.recommended.replace(guidance=guidance, steps=min(ck.recommended.steps, 20))
     return pd.DataFrame(compare_techniques(ck.model, NoiseSchedule(ck.schedule_config), scorer,
                                            resources.get_judge(), cfg, per_class=3, n=4, guidance_scale=scale))
+
+
+@st.cache_data(max_entries=4, show_spinner="Sampling 3 per class at 4 guidance weights and scoring them…")
+@roles.heavy
+def guidance_sweep(path: str, sha: str, kind: str) -> pd.DataFrame:
+    ck = resources.load_model(path)
+    scorer, _ = get_scorer(kind)
+    labels = class_labels(3)
+    rows = []
+    for w in (0.0, 1.0, 2.0, 4.0):
+        x = sample_cached(ck, labels, ck.recommended.replace(guidance=w, seed=500), cache=resources.get_sample_cache())
+        s = scorer.class_scores(x, labels)
+        rows += [{"guidance": w, "class": int(c), "clip_score": float(v)} for c, v in zip(labels, s)]
+    return pd.DataFrame(rows)
+
+
+def guidance_panel(path: str, sha: str, kind: str) -> None:
+    df = guidance_sweep(path, sha, kind)
+    m = df.groupby("guidance")["clip_score"].agg(["mean", "std"]).reset_index()
+    fig = go.Figure(go.Scatter(x=m["guidance"], y=m["mean"], error_y=dict(array=m["std"]), mode="lines+markers"))
+    fig.update_layout(height=280, margin=dict(l=10, r=10, t=30, b=10), title="CLIPScore vs guidance weight",
+                      xaxis_title="w", yaxis_title="mean CLIPScore (± sd)")
+    st.plotly_chart(fig, key="clip.sweep")
