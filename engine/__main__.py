@@ -241,9 +241,10 @@ def cmd_export(a: argparse.Namespace) -> int:
     meta = {k: v for k, v in ck.meta.items() if k not in ("sha256", "saved_at", "optimizer_param_groups")}
     meta["exported_from"] = str(src)
     meta["export_command"] = _command_line()
+    recommended = _sample_config(ck.recommended, a)          # e.g. the guidance the evaluation supports best
     out = save_checkpoint(a.out, model=ck.model, ema_model=ck.model, model_config=ck.model_config,
                           schedule_config=ck.schedule_config, train_config=ck.train_config,
-                          recommended=ck.recommended, step=ck.step, meta=meta, include_raw=False,
+                          recommended=recommended, step=ck.step, meta=meta, include_raw=False,
                           overwrite=a.force)
     for item in src.iterdir():
         if item.name in ("metrics.jsonl", "snapshots", "report.json"):
@@ -462,6 +463,9 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--checkpoint", required=True)
     x.add_argument("--out", required=True)
     x.add_argument("--force", action="store_true", help="replace an existing --out")
+    x.add_argument("--guidance", type=float, help="recommended guidance to record (default: the run's)")
+    x.add_argument("--sampler", choices=["ddim", "ddpm"], help="recommended sampler to record")
+    x.add_argument("--steps", type=int, help="recommended sampling steps to record")
     x.set_defaults(func=cmd_export)
 
     se = sub.add_parser("style-eval", help="requested vs measured thickness and slant of a style model")

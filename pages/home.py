@@ -1,4 +1,7 @@
 """Home: what Diffusion Lab is, which model is loaded, and where each worksheet question is answered."""
+import json
+from pathlib import Path
+
 import streamlit as st
 
 from ui import resources
@@ -30,9 +33,11 @@ path = st.session_state.get("app.model_path")
 if path:
     try:
         ck = resources.load_model(path)
-        m = ck.meta.get("metrics", {})
+        report = Path(path) / "report.json"
+        m = json.loads(report.read_text()) if report.exists() else {}
         st.caption(f"Loaded model: `{path}` — step {ck.step}, recommended sampler {ck.recommended.sampler.upper()}-"
                    f"{ck.recommended.steps} with guidance w = {ck.recommended.guidance}"
-                   + (f"; judge accuracy {m['accuracy']:.1%}" if "accuracy" in m else ""))
+                   + (f"; measured judge accuracy {m['accuracy']:.1%} on {m.get('n_samples')} samples, Fréchet "
+                      f"distance {m['frechet_ratio_to_baseline']}× the real-vs-real baseline" if "accuracy" in m else ""))
     except Exception as e:  # a corrupt model must not break the landing page
         st.error(f"The selected model cannot be loaded: {e}")
