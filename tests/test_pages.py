@@ -144,6 +144,9 @@ def test_applications_page_runs_every_tab_and_strength_changes_the_edit(app):
     _ok(app)
     assert app.title[0].value.startswith("Applications")
     assert any("RePaint" in m.value for m in app.markdown)          # the first application opens by default
+    app.selectbox(key="apps.mask").set_value("draw it").run()
+    _ok(app)
+    assert any("Paint over part of the digit" in i.value for i in app.info)
     app.session_state["apps.choice"] = "Editing (SDEdit)"
     app.run()
     _ok(app)

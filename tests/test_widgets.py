@@ -50,3 +50,14 @@ def test_usable_uploads_become_centred_white_on_black_digits(make):
     ys, xs = np.nonzero(d > 100)
     assert 10 <= ys.mean() <= 18 and 10 <= xs.mean() <= 18                # centred like MNIST
     assert (ys.max() - ys.min()) <= 21 and (xs.max() - xs.min()) <= 21   # fits the 20x20 box
+
+
+def test_painted_mask_marks_the_painted_region_missing():
+    from ui.widgets import png_to_mask
+
+    img = Image.new("L", (280, 280), 0)
+    from PIL import ImageDraw
+
+    ImageDraw.Draw(img).rectangle([140, 0, 279, 279], fill=255)           # paint the right half
+    m = png_to_mask(_png(img))
+    assert m.shape == (1, 1, 28, 28) and m[0, 0, :, :13].min() == 1 and m[0, 0, :, 15:].max() == 0

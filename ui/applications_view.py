@@ -54,8 +54,9 @@ def _apply(path: str, sha: str, name: str, x: np.ndarray | None, cfg: dict, **pa
     xt = None if x is None else torch.from_numpy(x)
     t0 = time.perf_counter()
     if name == "inpaint":
-        out = apps.inpaint(ck.model, s, xt, apps.make_mask(params["kind"], params["seed"]), params["label"], c,
-                           params["seed"], params["resample"])
+        mask = (torch.from_numpy(params["mask"]) if params.get("mask") is not None
+                else apps.make_mask(params["kind"], params["seed"]))
+        out = apps.inpaint(ck.model, s, xt, mask, params["label"], c, params["seed"], params["resample"])
     elif name == "sdedit":
         out = apps.sdedit(ck.model, s, xt, params["label"], params["strength"], c, params["seed"])
     elif name == "upscale":
@@ -77,17 +78,28 @@ def run(path: str, name: str, x: torch.Tensor | None, cfg: SampleConfig, **param
 
 def inpainting_tab(path: str, x: torch.Tensor, cfg: SampleConfig) -> None:
     c1, c2, c3, c4 = st.columns(4)
-    kind = c1.selectbox("mask", ["right", "left", "top", "bottom", "centre", "random"], key="apps.mask")
+    kind = c1.selectbox("mask", ["right", "left", "top", "bottom", "centre", "random", "draw it"], key="apps.mask")
     label = c2.number_input("fill as digit", 0, 9, int(st.session_state.get("apps.digit", 3)), key="apps.inpaint_label")
     resample = c3.number_input("RePaint resampling", 1, 4, 1, key="apps.resample",
                                help="repeat each step, re-noising in between: better harmony, proportionally slower")
     seed = c4.number_input("seed", 0, 9999, 0, key="apps.inpaint_seed")
-    mask = apps.make_mask(kind, seed)
+    drawn = None
+    if kind == "draw it":
+        from .canvas import draw_digit
+
+        st.caption("Paint the region to erase (white = missing); the model fills it in.")
+        png = draw_digit("apps.mask_canvas")
+        if png is None:
+            st.info("Paint over part of the digit to choose what the model should fill in.")
+            return
+        drawn = widgets.png_to_mask(png)
+    mask = torch.from_numpy(drawn) if drawn is not None else apps.make_mask(kind, seed)
     masked = x * mask + (1 - mask) * 0.0
-    out, dt = run(path, "inpaint", x, cfg, kind=kind, label=int(label), seed=int(seed), resample=int(resample))
+    out, dt = run(path, "inpaint", x, cfg, kind=kind, label=int(label), seed=int(seed), resample=int(resample),
+                  mask=drawn)
     _result_row([(x, "input"), (masked, "known pixels (grey = missing)"), (out, f"inpainted ({dt:.1f} s)")],
-                judged=(0, 2), note="After every step the known pixels are put back, noised to that step's level (RePaint): the model "
-                "only invents the missing part, in harmony with what it can see.")
+                judged=(0, 2), note="After every step the known pixels are put back, noised to that step's level "
+                "(RePaint): the model only invents the missing part, in harmony with what it can see.")
 
 
 def editing_tab(path: str, x: torch.Tensor, cfg: SampleConfig) -> None:

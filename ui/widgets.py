@@ -179,3 +179,9 @@ def framed_mosaic(images: np.ndarray, kept: np.ndarray, cols: int, scale: int = 
         out[y:y + h + 2 * frame, x:x + w + 2 * frame] = (40, 170, 60) if kept[i] else (200, 60, 60)
         out[y + frame:y + frame + h, x + frame:x + frame + w] = images[i][..., None]
     return np.kron(out, np.ones((scale, scale, 1), dtype=np.uint8))
+
+
+def png_to_mask(png: bytes) -> np.ndarray:
+    """A painted canvas (white = erase) -> (1, 1, 28, 28) float32 mask with 1 = known pixel, 0 = to fill."""
+    g = np.asarray(Image.open(io.BytesIO(png)).convert("L").resize((28, 28), Image.BILINEAR), dtype=np.float32)
+    return (g < 64).astype(np.float32).reshape(1, 1, 28, 28)
