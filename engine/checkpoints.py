@@ -237,11 +237,6 @@ def read_tensors(folder: str | Path, filename: str = WEIGHTS, verify: bool = Tru
     return _load_safetensors(folder / filename, hashes.get(filename) if verify else None)
 
 
-def load_state(model: torch.nn.Module, tensors: dict[str, torch.Tensor], prefix: str, path: Path) -> None:
-    """Load `prefix*` tensors into `model`, or raise CheckpointError saying what does not match."""
-    _load_state(model, tensors, prefix, path)
-
-
 def _load_safetensors(path: Path, expected_sha: str | None) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise CheckpointError(f"{path.parent} is not a checkpoint: {path.name} is missing")
@@ -281,7 +276,8 @@ def _load_safetensors(path: Path, expected_sha: str | None) -> dict[str, torch.T
         raise CheckpointError(f"{path} could not be read as safetensors ({e})") from None
 
 
-def _load_state(model: torch.nn.Module, tensors: dict[str, torch.Tensor], prefix: str, path: Path) -> None:
+def load_state(model: torch.nn.Module, tensors: dict[str, torch.Tensor], prefix: str, path: Path) -> None:
+    """Load `prefix*` tensors into `model`, or raise CheckpointError saying what does not match."""
     state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
     if not state:
         raise CheckpointError(f"{path} holds no '{prefix}*' weights")
@@ -330,12 +326,12 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", *, wit
     tensors = _load_safetensors(path / WEIGHTS, hashes.get(WEIGHTS) if verify else None)
     model = build_model(mc)
     has_ema = any(k.startswith("ema.") for k in tensors)
-    _load_state(model, tensors, "ema." if has_ema else "model.", path / WEIGHTS)
+    load_state(model, tensors, "ema." if has_ema else "model.", path / WEIGHTS)
     model.to(device).eval()
     ck = Checkpoint(path, model, mc, sc, tc, rec, meta)
     if with_training_state:
         raw = build_model(mc)
-        _load_state(raw, tensors, "model.", path / WEIGHTS)
+        load_state(raw, tensors, "model.", path / WEIGHTS)
         ck.raw_model = raw.to(device)
         if (path / OPTIMIZER).is_file():
             ck.optimizer_state = _load_safetensors(path / OPTIMIZER, hashes.get(OPTIMIZER) if verify else None)

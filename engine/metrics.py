@@ -24,7 +24,7 @@ def frechet_distance(feats_a: torch.Tensor | np.ndarray, feats_b: torch.Tensor |
         raise ValueError("the Frechet distance needs at least 2 samples on each side")
     mu_a, mu_b = a.mean(0), b.mean(0)
     s_a, s_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    covmean, _ = linalg.sqrtm(s_a @ s_b, disp=False)
+    covmean = linalg.sqrtm(s_a @ s_b)
     if not np.isfinite(covmean).all():                  # singular product: regularise (as pytorch-fid does)
         eps = 1e-6 * np.eye(a.shape[1])
         covmean = linalg.sqrtm((s_a + eps) @ (s_b + eps))

@@ -84,7 +84,7 @@ def total_flops(model: nn.Module) -> int:
     return int(counter.get_total_flops())
 
 
-def format_summary(rows: list[BlockInfo], model: nn.Module | None = None) -> str:
+def format_summary(rows: list[BlockInfo]) -> str:
     lines = [f"{'block':<18} {'kind':<14} {'input':<18} {'output':<18} {'params':>9} {'MFLOP':>8}"]
     for r in rows:
         lines.append(f"{r.name:<18} {r.kind:<14} {str(r.in_shape):<18} {str(r.out_shape):<18} "

@@ -532,13 +532,13 @@ class Trainer:
         with self._lock:
             if self._status.state == "running":
                 self._pause.set()
-                self._status = dataclasses_replace(self._status, state="paused", message="paused")
+                self._status = dataclasses.replace(self._status, state="paused", message="paused")
 
     def resume(self) -> None:
         with self._lock:
             if self._status.state == "paused":
                 self._pause.clear()
-                self._status = dataclasses_replace(self._status, state="running", message=None)
+                self._status = dataclasses.replace(self._status, state="running", message=None)
 
     def stop(self, wait: float | None = None) -> None:
         """Ask the run to stop after its current step (it writes a final checkpoint)."""
@@ -547,7 +547,7 @@ class Trainer:
             if self._status.active:
                 self._stop.set()
                 self._pause.clear()
-                self._status = dataclasses_replace(self._status, state="stopping", message="stopping…")
+                self._status = dataclasses.replace(self._status, state="stopping", message="stopping…")
         if wait and thread is not None:
             thread.join(wait)
 
@@ -572,7 +572,7 @@ class Trainer:
 
     def _publish(self, **changes) -> None:
         with self._lock:
-            self._status = dataclasses_replace(self._status, **changes)
+            self._status = dataclasses.replace(self._status, **changes)
 
     def _main(self, make_run, name: str) -> None:
         run = None
@@ -629,10 +629,6 @@ class Trainer:
         except Exception as e:  # anything else: visible in the status, never a silent dead thread
             self._publish(state="failed", error=f"{type(e).__name__}: {e}",
                           message=traceback.format_exc(limit=3))
-
-
-def dataclasses_replace(obj, **changes):
-    return dataclasses.replace(obj, **changes)
 
 
 def _load_snapshots(out: Path) -> list[tuple[int, "object"]]:
