@@ -20,7 +20,10 @@ def schedule_figure(curves: dict[str, dict[str, np.ndarray]], quantity: str, t_m
     """One line per schedule (e.g. linear vs cosine) of `quantity` over t, with the current t marked."""
     fig = go.Figure()
     for name, c in curves.items():
-        fig.add_trace(go.Scatter(y=c[quantity], mode="lines", name=name))
+        y = np.asarray(c[quantity])
+        step = max(1, len(y) // 250)                 # ~250 points draw the same curve; the slider stays fast
+        xs = np.arange(0, len(y), step)
+        fig.add_trace(go.Scatter(x=xs, y=y[xs], mode="lines", name=name))
     if t_mark is not None:
         fig.add_vline(x=t_mark, line_dash="dash", line_color="grey")
     fig.update_xaxes(title="t")
@@ -31,8 +34,9 @@ def schedule_figure(curves: dict[str, dict[str, np.ndarray]], quantity: str, t_m
 
 def histogram_vs_normal(values: np.ndarray) -> go.Figure:
     """Pixel histogram of x_t (density) against the N(0, 1) density the chain converges to."""
-    fig = go.Figure(go.Histogram(x=values.ravel(), histnorm="probability density", nbinsx=60, name="pixels of x_t",
-                                 opacity=0.7))
+    counts, edges = np.histogram(values.ravel(), bins=60, range=(-4, 4), density=True)
+    fig = go.Figure(go.Bar(x=(edges[:-1] + edges[1:]) / 2, y=counts, width=edges[1] - edges[0], name="pixels of x_t",
+                           opacity=0.7))
     xs = np.linspace(-4, 4, 200)
     fig.add_trace(go.Scatter(x=xs, y=np.exp(-xs ** 2 / 2) / np.sqrt(2 * np.pi), name="N(0, 1)", mode="lines"))
     fig.update_xaxes(range=[-4, 4], title="pixel value")
