@@ -9,19 +9,22 @@ import ui  # noqa: E402
 ui.ensure_frame()
 
 PAGE = "denoising"
+st.title("Denoising: from noise to a digit")
+path, ck = resources.require_model()
+rec = ck.recommended                      # the model's own recommended settings are the page's defaults
 PARAMS = [
     state.Param("digit", 7, state.int_in(0, 9)),
     state.Param("seed", 0, state.int_in(0, 99999)),
-    state.Param("w", 2.0, state.float_in(0.0, 10.0)),
-    state.Param("sampler", "ddim", state.one_of("ddim", "ddpm")),
-    state.Param("steps", 25, state.int_in(1, 1000)),
+    state.Param("w", float(rec.guidance), state.float_in(0.0, 10.0)),
+    state.Param("sampler", rec.sampler, state.one_of("ddim", "ddpm")),
+    state.Param("steps", min(rec.steps, ck.schedule_config.T), state.int_in(1, 1000)),
     state.Param("noise", "on", state.one_of("on", "off")),
 ]
 state.init(PAGE, PARAMS)
 k = lambda name: state.key(PAGE, name)  # noqa: E731
-
-st.title("Denoising: from noise to a digit")
-path, ck = resources.require_model()
+if st.session_state[k("steps")] > ck.schedule_config.T:      # a link made for a model with a longer chain
+    st.toast(f"this model has T = {ck.schedule_config.T} steps; using {ck.schedule_config.T}")
+    st.session_state[k("steps")] = ck.schedule_config.T
 
 c = st.columns(6)
 c[0].number_input("digit", 0, 9, key=k("digit"))

@@ -185,3 +185,11 @@ def test_clip_page_falls_back_to_digit_clip_when_pretrained_is_unavailable(app):
     _ok(app)
     assert any("Showing digit-CLIP instead" in w.value for w in app.warning)
     assert any(m.value.startswith("Rank correlation") for m in app.markdown)
+
+
+def test_denoising_link_with_more_steps_than_the_model_has(app):
+    app.run()
+    app.query_params["steps"] = "1000"                  # the tiny test model has T = 50
+    app.switch_page("pages/denoising.py").run()
+    _ok(app)
+    assert app.number_input(key="denoising.steps").value == 50
