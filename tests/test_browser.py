@@ -160,12 +160,14 @@ def test_classroom_learner_is_locked_out_until_the_passcode(classroom_server, br
     page = _open(browser, f"{classroom_server}/training")
     start = page.get_by_role("button", name="Start training")
     expect(start).to_be_disabled(timeout=60_000)
-    expect(page.get_by_text("Role: learner")).to_be_visible()
+    expect(page.get_by_text("Role: learner")).to_be_visible(timeout=30_000)
     box = page.get_by_label("Instructor passcode")
+    expect(box).to_be_editable(timeout=30_000)
     box.fill("wrong")
     page.get_by_role("button", name="Unlock").click()
     expect(page.get_by_text("Wrong passcode.")).to_be_visible(timeout=30_000)
-    expect(start).to_be_disabled()
+    expect(start).to_be_disabled(timeout=30_000)
+    page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]", timeout=60_000)
     page.get_by_label("Instructor passcode").fill("open-sesame")
     page.get_by_role("button", name="Unlock").click()
     expect(page.get_by_text("Role: instructor")).to_be_visible(timeout=30_000)
@@ -178,7 +180,6 @@ def test_drawing_a_digit_on_the_forward_page(server, browser):
 
     page = _open(browser, f"{server}/forward_process")
     page.get_by_text("draw", exact=True).click()
-    frame_or_page = page
     canvas = page.locator("canvas").first
     expect(canvas).to_be_visible(timeout=60_000)
     box = canvas.bounding_box()
@@ -188,5 +189,5 @@ def test_drawing_a_digit_on_the_forward_page(server, browser):
     for i in range(1, 11):                           # a vertical stroke: a "1"
         page.mouse.move(x0 + i * 2, y0 + i * box["height"] * 0.06)
     page.mouse.up()
-    expect(frame_or_page.get_by_text("your drawing")).to_be_visible(timeout=60_000)
+    expect(page.get_by_text("your drawing")).to_be_visible(timeout=60_000)
     page.close()
