@@ -315,18 +315,25 @@ def cmd_summary(a: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train_judge(a: argparse.Namespace) -> int:
+def _loss_bar(total: int, unit: str, every: int):
+    """A tqdm bar and the progress(i, total, loss) callback the trainers call; loss shown every `every` calls."""
     from tqdm import tqdm
 
+    bar = tqdm(total=total, unit=unit, mininterval=2)
+
+    def progress(i: int, n: int, loss: float) -> None:
+        bar.update(1)
+        if i % every == 0:
+            bar.set_postfix(loss=f"{loss:.3f}")
+
+    return bar, progress
+
+
+def cmd_train_judge(a: argparse.Namespace) -> int:
     from .judge import save_judge, train_judge
 
     _set_threads(a.threads)
-    bar = tqdm(total=a.epochs, unit="epoch")
-
-    def progress(epoch: int, total: int, loss: float) -> None:
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss:.3f}")
-
+    bar, progress = _loss_bar(a.epochs, "epoch", every=1)
     judge, report = train_judge(a.dataset, epochs=a.epochs, seed=a.seed, progress=progress)
     bar.close()
     save_judge(judge, a.out, report, _command_line())
@@ -336,18 +343,10 @@ def cmd_train_judge(a: argparse.Namespace) -> int:
 
 
 def cmd_train_clip(a: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from .clip_eval import save_digit_clip, train_digit_clip
 
     _set_threads(a.threads)
-    bar = tqdm(total=a.steps, unit="step", mininterval=2)
-
-    def progress(step: int, total: int, loss: float) -> None:
-        bar.update(1)
-        if step % 50 == 0:
-            bar.set_postfix(loss=f"{loss:.3f}")
-
+    bar, progress = _loss_bar(a.steps, "step", every=50)
     scorer, report = train_digit_clip(steps=a.steps, batch_size=a.batch_size, lr=a.lr, seed=a.seed, progress=progress)
     bar.close()
     save_digit_clip(scorer, a.out, report, _command_line())

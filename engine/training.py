@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -584,9 +585,10 @@ class Trainer:
                     run.judge = self._judge_loader()
                 except Exception:   # no judge: train anyway, without the accuracy chart
                     run.judge = None
-            history = [(r["step"], r["loss"]) for r in read_metrics(run.out / METRICS) if "loss" in r]
-            judged = [(r["step"], r["judge_accuracy"], r.get("judge_per_class", {}))
-                      for r in read_metrics(run.out / METRICS) if "judge_accuracy" in r]
+            logged = read_metrics(run.out / METRICS)
+            history = [(r["step"], r["loss"]) for r in logged if "loss" in r]
+            judged = [(r["step"], r["judge_accuracy"], r.get("judge_per_class", {})) for r in logged
+                      if "judge_accuracy" in r]
             snaps = _load_snapshots(run.out)
             self._publish(total=run.train_config.steps, step=run.step_count, device=str(run.device),
                           loss_history=tuple(history), judge_history=tuple(judged), snapshots=tuple(snaps),
@@ -641,10 +643,18 @@ def _load_snapshots(out: Path) -> list[tuple[int, "object"]]:
     return snaps
 
 
+@functools.lru_cache(maxsize=64)
+def model_size(model_config: ModelConfig) -> tuple[int, float]:
+    """(parameters, forward MFLOP per image) of an architecture; cached, since the runs table asks every rerun."""
+    from .summary import total_flops
+    from .unet import count_parameters
+
+    model = build_model(model_config)
+    return count_parameters(model), round(total_flops(model) / 1e6, 1)
+
+
 def list_runs(runs_root: str | Path = DEFAULT_RUNS_ROOT) -> list[dict]:
     """Every run folder: name, step / total, interrupted?, params, wall time, images/s, last loss, judge."""
-    from .unet import build_model, count_parameters
-
     out = []
     root = Path(runs_root)
     if not root.is_dir():
@@ -662,11 +672,8 @@ def list_runs(runs_root: str | Path = DEFAULT_RUNS_ROOT) -> list[dict]:
             losses = [r["loss"] for r in metrics if "loss" in r]
             judged = [r["judge_accuracy"] for r in metrics if "judge_accuracy" in r]
             wall = float(meta.get("wall_time_s", 0.0))
-            from .summary import total_flops
-
-            model = build_model(mc)
-            row.update(step=int(meta.get("step", 0)), total=tc.steps, params=count_parameters(model),
-                       mflop_per_image=round(total_flops(model) / 1e6, 1),
+            params, mflop = model_size(mc)
+            row.update(step=int(meta.get("step", 0)), total=tc.steps, params=params, mflop_per_image=mflop,
                        wall_time_s=round(wall, 1),
                        images_per_s=round(meta.get("images_seen", 0) / wall, 1) if wall else None,
                        final_loss=round(sum(losses[-10:]) / len(losses[-10:]), 4) if losses else None,
