@@ -147,6 +147,26 @@ def first_page_s() -> float:
     return round(float(secs), 2), round(int(rss_kb) / 1024, 1)
 
 
+def forward_page_ms(moves: int = 10) -> dict:
+    """Server time per Forward-slider move, measured in the page itself (streamlit's AppTest, subprocess).
+
+    `forward_panel_ms`: the slider panel (an st.fragment: all a slider move reruns in the browser), timed by the
+    panel into session state. `forward_page_ms`: a whole rerun of the page with its frame, as AppTest sees it
+    (includes AppTest's own polling, so an upper bound).
+    """
+    code = ("import os,time,statistics,json;os.environ['HF_HUB_OFFLINE']='1';"
+            "from streamlit.testing.v1 import AppTest;"
+            f"at=AppTest.from_file({str(ROOT / 'dashboard.py')!r},default_timeout=300);at.run();"
+            "at.switch_page('pages/forward_process.py').run();w=[];p=[]\n"
+            f"for i in range({moves}):\n"
+            " t0=time.perf_counter();at.slider(key='forward.t').set_value(37+97*i).run()\n"
+            " w.append(time.perf_counter()-t0);p.append(at.session_state['forward.panel_ms'])\n"
+            "print(json.dumps([1000*statistics.median(w),statistics.median(p)]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    page, panel = json.loads(out.stdout.strip().splitlines()[-1])
+    return {"forward_panel_ms": round(panel, 2), "forward_page_ms": round(page, 2)}
+
+
 def run_bench(quick: bool = False, checkpoint: str | None = None, threads: int | None = None,
               peer: bool = True, log=print) -> dict:
     if threads:
@@ -181,6 +201,9 @@ def run_bench(quick: bool = False, checkpoint: str | None = None, threads: int |
             log("peer skipped: diffusers is not installed (pip install -r requirements-test.txt)")
     res.update(forward_slider_ms(20 if quick else 100))
     log(f"forward slider: {res['forward_slider_ms']} ms per q_sample, {res['forward_strip_ms']} ms per 11-image strip")
+    res.update(forward_page_ms(5 if quick else 15))
+    log(f"forward page: {res['forward_panel_ms']} ms server time per slider move (the fragment), "
+        f"{res['forward_page_ms']} ms for a whole rerun of the page")
     ck_path = Path(checkpoint) if checkpoint else ROOT / "checkpoints" / "default"
     if (ck_path / "weights.safetensors").exists():
         from .checkpoints import load_checkpoint

@@ -1,11 +1,9 @@
 """Forward process: worksheet 1.1 and 1.2 — a real digit, a noise slider, the closed form, the schedules."""
-import numpy as np
 import streamlit as st
 import torch
 
 from engine.metrics import forward_recognisability
-from engine.schedule import noising_strip, schedule_curves
-from ui import figures, resources, state, widgets
+from ui import figures, forward_view, resources, state, widgets
 
 import ui  # noqa: E402
 
@@ -31,37 +29,8 @@ with left:
     st.radio("Schedule", ["cosine", "linear"], horizontal=True, key=k("schedule"))
     st.number_input("noise seed", 0, 9999, key=k("noise"))
 
-schedule = resources.get_schedule(state.get(PAGE, "schedule"))
-T = schedule.T
-
 with right:
-    t = st.slider(f"noise level t (0 … {T - 1})", 0, T - 1, key=k("t"))
-    state.sync(PAGE, PARAMS)
-    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(state.get(PAGE, "noise")))
-    x_t = schedule.q_sample(x0, torch.tensor([t]), noise)
-    a, b = schedule.signal_noise_coefficients(t)
-    c1, c2, c3 = st.columns([1, 1, 3])
-    with c1:
-        widgets.show(widgets.to_display(x0[0]), caption=f"x₀ · {caption}", scale=6)
-    with c2:
-        widgets.show(widgets.to_display(x_t[0]), caption=f"x_t at t = {t} ({100 * t / (T - 1):.0f} % of T)", scale=6)
-    with c3:
-        st.latex(r"q(x_t \mid x_0) = \mathcal{N}\!\left(\sqrt{\bar\alpha_t}\,x_0,\;(1-\bar\alpha_t)\,I\right)")
-        st.latex(rf"x_{{{t}}} = {a:.3f}\,x_0 + {b:.3f}\,\epsilon,\quad \epsilon\sim\mathcal{{N}}(0, I)")
-        st.markdown(f"ᾱ_t = **{a * a:.4f}** — {100 * a:.1f} % of the signal amplitude is left; "
-                    f"SNR = **{10 * np.log10(a * a / max(b * b, 1e-12)):.1f} dB**.")
-    fractions = [i / 10 for i in range(11)]
-    strip = noising_strip(schedule, x0, fractions, noise)
-    st.image(widgets.mosaic(widgets.to_display(strip), cols=11, scale=2), output_format="PNG",
-             caption="the same digit and noise at 0 %, 10 %, …, 100 % of the chain")
-    st.plotly_chart(figures.histogram_vs_normal(x_t.numpy()), key=k("hist"))
-
-st.subheader("Schedules: how fast the signal goes (1.2)")
-curves = {name: schedule_curves(resources.get_schedule(name)) for name in ("linear", "cosine")}
-c1, c2, c3 = st.columns(3)
-c1.plotly_chart(figures.schedule_figure(curves, "beta_t", t, log_y=True), key=k("beta"))
-c2.plotly_chart(figures.schedule_figure(curves, "alpha_bar_t", t), key=k("abar"))
-c3.plotly_chart(figures.schedule_figure(curves, "SNR (dB)", t), key=k("snr"))
+    forward_view.noise_panel(PAGE, PARAMS, x0, caption)    # a fragment: slider moves rerun only this panel
 st.caption("The linear schedule destroys most of the signal by the middle of the chain; the cosine schedule "
            "spends more steps at the informative middle noise levels (Nichol & Dhariwal 2021).")
 

@@ -11,36 +11,43 @@ DIGIT_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b
 
 def _layout(fig: go.Figure, title: str = "", height: int = 300, **kw) -> go.Figure:
     fig.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=40 if title else 10, b=10),
-                      legend=dict(orientation="h", y=-0.2), **kw)
+                      legend=dict(orientation="h", yanchor="top", y=-0.28), **kw)
     return fig
+
+
+def _fast_layout(title: str, height: int, **kw) -> dict:
+    """The layout of `_layout` as a plain dict: a figure built in one constructor call validates once,
+    where add_vline / update_* calls each walk the figure again (4 ms -> 2 ms per figure, on the slider path)."""
+    return dict(title=title, height=height, margin=dict(l=10, r=10, t=40 if title else 10, b=10),
+                legend=dict(orientation="h", yanchor="top", y=-0.28), **kw)
 
 
 def schedule_figure(curves: dict[str, dict[str, np.ndarray]], quantity: str, t_mark: int | None,
                     log_y: bool = False) -> go.Figure:
     """One line per schedule (e.g. linear vs cosine) of `quantity` over t, with the current t marked."""
-    fig = go.Figure()
+    traces = []
     for name, c in curves.items():
         y = np.asarray(c[quantity])
         step = max(1, len(y) // 250)                 # ~250 points draw the same curve; the slider stays fast
         xs = np.arange(0, len(y), step)
-        fig.add_trace(go.Scatter(x=xs, y=y[xs], mode="lines", name=name))
-    if t_mark is not None:
-        fig.add_vline(x=t_mark, line_dash="dash", line_color="grey")
-    fig.update_xaxes(title="t")
-    if log_y:
-        fig.update_yaxes(type="log")
-    return _layout(fig, quantity, 260)
+        traces.append(go.Scatter(x=xs, y=y[xs], mode="lines", name=name))
+    shapes = [] if t_mark is None else [dict(type="line", x0=t_mark, x1=t_mark, y0=0, y1=1, yref="paper",
+                                             line=dict(dash="dash", color="grey"))]
+    yaxis = dict(type="log") if log_y else {}
+    return go.Figure(traces, layout=_fast_layout(quantity, 260, shapes=shapes, xaxis=dict(title="t"), yaxis=yaxis))
+
+
+_NORMAL_X = np.linspace(-4, 4, 200)
+_NORMAL_Y = np.exp(-_NORMAL_X ** 2 / 2) / np.sqrt(2 * np.pi)
 
 
 def histogram_vs_normal(values: np.ndarray) -> go.Figure:
     """Pixel histogram of x_t (density) against the N(0, 1) density the chain converges to."""
     counts, edges = np.histogram(values.ravel(), bins=60, range=(-4, 4), density=True)
-    fig = go.Figure(go.Bar(x=(edges[:-1] + edges[1:]) / 2, y=counts, width=edges[1] - edges[0], name="pixels of x_t",
-                           opacity=0.7))
-    xs = np.linspace(-4, 4, 200)
-    fig.add_trace(go.Scatter(x=xs, y=np.exp(-xs ** 2 / 2) / np.sqrt(2 * np.pi), name="N(0, 1)", mode="lines"))
-    fig.update_xaxes(range=[-4, 4], title="pixel value")
-    return _layout(fig, "pixel histogram of x_t", 260)
+    return go.Figure([go.Bar(x=(edges[:-1] + edges[1:]) / 2, y=counts, width=edges[1] - edges[0],
+                             name="pixels of x_t", opacity=0.7),
+                      go.Scatter(x=_NORMAL_X, y=_NORMAL_Y, name="N(0, 1)", mode="lines")],
+                     layout=_fast_layout("pixel histogram of x_t", 260, xaxis=dict(range=[-4, 4], title="pixel value")))
 
 
 def per_class_lines(x: list[float], per_class: dict, title: str, x_title: str, y_title: str,
