@@ -230,25 +230,37 @@ def cmd_apply(a: argparse.Namespace) -> int:
     return 0
 
 
+EXPORT_SIDECARS = ("metrics.jsonl", "snapshots", "report.json", "reports", "PROVENANCE.md")
+
+
 def cmd_export(a: argparse.Namespace) -> int:
-    """A slim, shippable copy: EMA weights only (what sampling uses), no optimizer state; sidecars kept."""
+    """A slim, shippable copy: EMA weights only (what sampling uses), no optimizer state; sidecars kept.
+
+    Cached samples (precomputed/) are not kept: they belong to the old recommended settings; rerun `precompute`.
+    """
     import shutil
+    import tempfile
 
     from .checkpoints import load_checkpoint, save_checkpoint
 
     src = Path(a.checkpoint)
     ck = load_checkpoint(src)
     meta = {k: v for k, v in ck.meta.items() if k not in ("sha256", "saved_at", "optimizer_param_groups")}
+    if "export_command" in meta:                              # re-exporting a shipped copy keeps its history
+        meta.setdefault("earlier_exports", []).append(meta["export_command"])
     meta["exported_from"] = str(src)
     meta["export_command"] = _command_line()
     recommended = _sample_config(ck.recommended, a)          # e.g. the guidance the evaluation supports best
-    out = save_checkpoint(a.out, model=ck.model, ema_model=ck.model, model_config=ck.model_config,
-                          schedule_config=ck.schedule_config, train_config=ck.train_config,
-                          recommended=recommended, step=ck.step, meta=meta, include_raw=False,
-                          overwrite=a.force)
-    for item in src.iterdir():
-        if item.name in ("metrics.jsonl", "snapshots", "report.json"):
-            (shutil.copytree if item.is_dir() else shutil.copy2)(item, out / item.name)
+    with tempfile.TemporaryDirectory() as staging:           # sidecars first: --out may be --checkpoint itself
+        kept = [item.name for item in src.iterdir() if item.name in EXPORT_SIDECARS]
+        for name in kept:
+            (shutil.copytree if (src / name).is_dir() else shutil.copy2)(src / name, Path(staging) / name)
+        out = save_checkpoint(a.out, model=ck.model, ema_model=ck.model, model_config=ck.model_config,
+                              schedule_config=ck.schedule_config, train_config=ck.train_config,
+                              recommended=recommended, step=ck.step, meta=meta, include_raw=False,
+                              overwrite=a.force)
+        for name in kept:
+            (shutil.copytree if (Path(staging) / name).is_dir() else shutil.copy2)(Path(staging) / name, out / name)
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     print(f"exported {src} (step {ck.step}) -> {out}: {size / 2**20:.1f} MB")
     return 0

@@ -12,7 +12,7 @@ path, ck = resources.require_model()
 
 c1, c2, c3, c4 = st.columns(4)
 kind = c1.selectbox("CLIP model", ["digit-CLIP", "pretrained ViT-B-32 (if cached)"], key="clip.kind")
-w = c2.slider("guidance w", 0.0, 6.0, float(ck.recommended.guidance), 0.5, key="clip.w")
+w = c2.slider("guidance w", 0.0, 6.0, float(ck.recommended.guidance), 0.1, key="clip.w")
 seed = c3.number_input("seed", 0, 99999, 0, key="clip.seed")
 keep = c4.number_input("keep top k of 10", 1, 10, 3, key="clip.keep")
 scorer, why = view.get_scorer(kind)

@@ -29,7 +29,7 @@ if st.session_state[k("steps")] > ck.schedule_config.T:      # a link made for a
 c = st.columns(6)
 c[0].number_input("digit", 0, 9, key=k("digit"))
 c[1].number_input("seed", 0, 99999, key=k("seed"))
-c[2].slider("guidance w", 0.0, 10.0, step=0.5, key=k("w"), help="ε = (1 + w)·ε(x_t, y) − w·ε(x_t, ∅); w = 0: no guidance")
+c[2].slider("guidance w", 0.0, 10.0, step=0.1, key=k("w"), help="ε = (1 + w)·ε(x_t, y) − w·ε(x_t, ∅); w = 0: no guidance")
 c[3].selectbox("sampler", ["ddim", "ddpm"], key=k("sampler"))
 c[4].number_input("steps", 1, ck.schedule_config.T, key=k("steps"))
 c[5].selectbox("ancestral noise (DDPM)", ["on", "off"], key=k("noise"),

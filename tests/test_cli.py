@@ -39,6 +39,24 @@ def test_train_then_sample_writes_the_npz_format(tmp_path):
     r2 = _engine("sample", "--checkpoint", str(out), "--per-class", "2", "--out", str(tmp_path / "t.npz"), "--seed", "5")
     assert r2.returncode == 0 and np.array_equal(np.load(tmp_path / "t.npz")["images"], d["images"])
 
+    # export a slim copy, then re-export it in place with another recommended guidance: same weights, sidecars
+    # (reports, provenance) kept, the earlier export remembered, stale cached samples dropped
+    ship = tmp_path / "ship"
+    r = _engine("export", "--checkpoint", str(out), "--out", str(ship), "--guidance", "1.5")
+    assert r.returncode == 0, r.stderr
+    (ship / "reports").mkdir()
+    (ship / "reports" / "guidance_1.5.json").write_text("{}")
+    (ship / "PROVENANCE.md").write_text("how it was made")
+    (ship / "precomputed").mkdir()
+    sha = json.loads((ship / "meta.json").read_text())["sha256"]
+    r = _engine("export", "--checkpoint", str(ship), "--out", str(ship), "--force", "--guidance", "0.3")
+    assert r.returncode == 0, r.stderr
+    meta = json.loads((ship / "meta.json").read_text())
+    assert json.loads((ship / "config.json").read_text())["recommended"]["guidance"] == 0.3
+    assert meta["sha256"] == sha and "--guidance 1.5" in meta["earlier_exports"][0]
+    assert (ship / "reports" / "guidance_1.5.json").exists() and (ship / "PROVENANCE.md").exists()
+    assert not (ship / "precomputed").exists() and (ship / "snapshots").is_dir()
+
     (out / "weights.safetensors").write_bytes(b"\x80\x04garbage")
     r = _engine("sample", "--checkpoint", str(out), "--out", str(npz))
     assert r.returncode == 2 and "never unpickles" in r.stderr and "Traceback" not in r.stderr
