@@ -138,18 +138,20 @@ def cached_sampler_figures(path: str, sha: str, guidance: float) -> list[dict]:
 
 def sampler_panel(ck, path: str, cfg: SampleConfig, digit: int, seed: int) -> None:
     """Right vs wrong ancestral sampler side by side, and steps vs time vs judge accuracy per sampler."""
-    right = cached_trajectory(path, ck.sha256, digit, seed, cfg.replace(sampler="ddpm", add_noise=True).to_dict())
-    wrong = cached_trajectory(path, ck.sha256, digit, seed, cfg.replace(sampler="ddpm", add_noise=False).to_dict())
-    c1, c2, c3 = st.columns([1, 1, 2])
-    with c1:
-        widgets.show(right["x0"][-1], caption="DDPM with σ·z (right)", scale=5)
-    with c2:
-        widgets.show(wrong["x0"][-1], caption="DDPM without σ·z (wrong)", scale=5)
-    with c3:
-        st.markdown("The ancestral step is x_{t−1} = μ_θ(x_t, t) + σ_t·z. Dropping σ_t·z keeps only the posterior "
-                    "*mean*, which averages over all digits that could still come out: strokes wash out into a "
-                    "blurry, low-contrast blob. (DDIM with η = 0 is deterministic by design and does not have "
-                    "this problem: its update is a different, consistent ODE-like step.)")
+    # two more samplings per seed: on request, so a new seed costs one trajectory, not three (30 learners, 2 cores)
+    if st.toggle("Compare the right and the wrong DDPM step for this digit and seed", key="denoising.wrong"):
+        right = cached_trajectory(path, ck.sha256, digit, seed, cfg.replace(sampler="ddpm", add_noise=True).to_dict())
+        wrong = cached_trajectory(path, ck.sha256, digit, seed, cfg.replace(sampler="ddpm", add_noise=False).to_dict())
+        c1, c2, c3 = st.columns([1, 1, 2])
+        with c1:
+            widgets.show(right["x0"][-1], caption="DDPM with σ·z (right)", scale=5)
+        with c2:
+            widgets.show(wrong["x0"][-1], caption="DDPM without σ·z (wrong)", scale=5)
+        with c3:
+            st.markdown("The ancestral step is x_{t−1} = μ_θ(x_t, t) + σ_t·z. Dropping σ_t·z keeps only the posterior "
+                        "*mean*, which averages over all digits that could still come out: strokes wash out into a "
+                        "blurry, low-contrast blob. (DDIM with η = 0 is deterministic by design and does not have "
+                        "this problem: its update is a different, consistent ODE-like step.)")
     if st.toggle("Measure speed vs quality for DDIM and DDPM step counts (20 digits each)", key="denoising.speed"):
         rows = cached_sampler_figures(path, ck.sha256, cfg.guidance)
         import pandas as pd

@@ -65,8 +65,8 @@ def sidebar() -> None:
         return
     st.caption("Role: **learner** — explore every page; training controls are the instructor's")
     with st.form("app.unlock", clear_on_submit=True):
-        code = st.text_input("Instructor passcode", type="password")
-        if st.form_submit_button("Unlock"):
+        code = st.text_input("Instructor passcode", type="password", key="app.unlock.passcode")
+        if st.form_submit_button("Unlock", key="app.unlock.submit"):
             if check_passcode(code, os.environ.get("DIFFUSION_LAB_PASSCODE")):
                 st.session_state[ROLE_KEY] = "instructor"
                 st.rerun()

@@ -34,7 +34,8 @@ def start_form(can_control: bool) -> None:
         p_uncond = c3.slider("p_uncond (label dropout)", 0.0, 1.0, PRESETS[preset].train.p_uncond, 0.05)
         init = st.selectbox("Start from", ["fresh weights"] + list(resources.model_choices()),
                             help="'Train on top of' a shipped model or another run of the same architecture")
-        submitted = st.form_submit_button("Start training", type="primary", disabled=not can_control)
+        submitted = st.form_submit_button("Start training", type="primary", disabled=not can_control,
+                                          key="training.start")
     if submitted and roles.require_instructor("start training"):
         try:
             p = customise(preset, base_channels=int(width), num_res_blocks=int(depth), lr=float(lr),

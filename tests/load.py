@@ -1,0 +1,297 @@
+"""Classroom load test: many learner sessions against `streamlit run` on loopback while a training job runs.
+
+Each session speaks Streamlit's own websocket protocol (the protobufs the browser sends), so 30 sessions cost
+the server what 30 browsers would, without 30 browsers competing with the server for a 2-core CPU:
+
+- it opens a page (`rerun_script` with the page name and query string), reads the page's widgets from the
+  deltas, then changes one widget the way the browser does (a fragment rerun for the Forward slider, a full
+  rerun for the Denoising seed) and fetches every image the answer refers to (`/media/...`), as a browser would;
+- the round trip of an interaction is send -> the run's `script_finished` -> all its images fetched;
+- an error element (st.exception, st.error) or a dropped connection in any session counts as a failure.
+
+One instructor session unlocks with the passcode and starts a tiny training run from the Training page; the
+run's step counter is read from its metrics log before and after, to show training kept progressing.
+
+    python -m tests.load --sessions 30 --seconds 60 --out load.json      # the figures for the issue
+    tests/test_load.py runs a 5-session, ~20 s version in the default suite.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import websockets
+from streamlit.proto.BackMsg_pb2 import BackMsg
+from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+ROOT = Path(__file__).resolve().parent.parent
+PASSCODE = "load-test-passcode"
+ALERT_ERROR = 1
+
+
+@dataclass
+class Widget:
+    id: str
+    fragment_id: str
+    kind: str
+
+
+@dataclass
+class Stats:
+    round_trips: dict[str, list[float]] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+    def add(self, kind: str, seconds: float) -> None:
+        self.round_trips.setdefault(kind, []).append(seconds)
+
+
+def _p(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
+
+
+class Session:
+    """One browser tab, as the server sees it."""
+
+    def __init__(self, port: int, stats: Stats, name: str):
+        self.port, self.stats, self.name = port, stats, name
+        self.ws = None
+        self.widgets: dict[str, Widget] = {}
+        self.page_hash = ""
+        self.query = ""
+        self.texts: list[str] = []
+
+    async def connect(self) -> None:
+        self.ws = await websockets.connect(f"ws://127.0.0.1:{self.port}/_stcore/stream", subprotocols=["streamlit"],
+                                           max_size=None, open_timeout=60, ping_interval=None)
+
+    async def close(self) -> None:
+        if self.ws is not None:
+            await self.ws.close()
+
+    async def _run(self, state) -> float:
+        t0 = time.perf_counter()
+        msg = BackMsg()
+        msg.rerun_script.CopyFrom(state)
+        await self.ws.send(msg.SerializeToString())
+        media: list[str] = []
+        self.texts = []
+        while True:
+            fm = ForwardMsg()
+            fm.ParseFromString(await asyncio.wait_for(self.ws.recv(), timeout=300))
+            kind = fm.WhichOneof("type")
+            if kind == "navigation":                 # st.navigation names the page that ran
+                self.page_hash = fm.navigation.page_script_hash or self.page_hash
+            elif kind == "page_info_changed":
+                self.query = fm.page_info_changed.query_string
+            elif kind == "delta" and fm.delta.WhichOneof("type") == "new_element":
+                self._element(fm.delta.new_element, fm.delta.fragment_id, media)
+            elif kind == "script_finished" and fm.script_finished != 2:   # 2: stopped early for a rerun
+                break
+        await asyncio.gather(*(self._fetch(u) for u in media))
+        return time.perf_counter() - t0
+
+    def _element(self, el, fragment_id: str, media: list[str]) -> None:
+        ek = el.WhichOneof("type")
+        body = getattr(el, ek)
+        if ek == "exception":
+            self.stats.errors.append(f"{self.name}: exception {body.type}: {body.message[:200]}")
+        elif ek == "alert" and body.format == ALERT_ERROR:
+            self.stats.errors.append(f"{self.name}: error {body.body[:200]}")
+        elif ek == "imgs":
+            media += [i.url for i in body.imgs if i.url.startswith("/media/")]
+        elif ek in ("markdown", "alert"):
+            self.texts.append(getattr(body, "body", ""))
+        wid = getattr(body, "id", "")
+        if isinstance(wid, str) and wid.startswith("$$ID-") and "-" in wid[5:]:
+            self.widgets[wid.split("-", 2)[2]] = Widget(wid, fragment_id, ek)
+
+    async def _fetch(self, url: str) -> None:
+        def get():
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{url}", timeout=60) as r:
+                r.read()
+        await asyncio.get_running_loop().run_in_executor(None, get)
+
+    async def open(self, page: str, query: str = "") -> float:
+        self.widgets = {}
+        msg = BackMsg().rerun_script
+        msg.query_string, msg.page_name = query, page
+        return await self._run(msg)
+
+    async def set(self, key: str, value, fragment: bool = True) -> float:
+        """Change the widget with this key as the browser would (only the changed state is sent; the others
+        keep their server-side values)."""
+        w = self.widgets[key]
+        msg = BackMsg().rerun_script
+        msg.query_string, msg.page_script_hash = self.query, self.page_hash
+        ws = msg.widget_states.widgets.add()
+        ws.id = w.id
+        if w.kind == "slider":
+            ws.double_array_value.data.append(float(value))
+        elif w.kind == "number_input":
+            ws.int_value = int(value)
+        elif w.kind == "button" or w.kind == "button_group" or value is True:
+            ws.trigger_value = True
+        elif w.kind == "text_input":
+            ws.string_value = str(value)
+        else:
+            raise ValueError(f"no encoding for a {w.kind}")
+        if fragment and w.fragment_id:
+            msg.fragment_id = w.fragment_id
+        return await self._run(msg)
+
+    async def submit_form(self, fields: dict[str, str], submit_key: str) -> float:
+        """Text fields of a form and its submit button in one message, as the browser sends a form."""
+        msg = BackMsg().rerun_script
+        msg.query_string, msg.page_script_hash = self.query, self.page_hash
+        for key, value in fields.items():
+            ws = msg.widget_states.widgets.add()
+            ws.id, ws.string_value = self.widgets[key].id, value
+        ws = msg.widget_states.widgets.add()
+        ws.id, ws.trigger_value = self.widgets[submit_key].id, True
+        return await self._run(msg)
+
+
+async def forward_learner(s: Session, until: float, rng: random.Random) -> None:
+    s.stats.add("open page", await s.open("forward_process", f"t={rng.randrange(1000)}"))
+    while time.perf_counter() < until:
+        t = rng.randrange(1000)
+        s.stats.add("forward slider", await s.set("forward.t", t))
+        if not any(f"x_{{{t}}}" in x for x in s.texts):
+            s.stats.errors.append(f"{s.name}: the slider answer did not show t = {t}")
+        await asyncio.sleep(rng.uniform(0.3, 1.0))
+
+
+async def denoising_learner(s: Session, until: float, rng: random.Random) -> None:
+    s.stats.add("open page", await s.open("denoising", f"seed={rng.randrange(100)}"))
+    while time.perf_counter() < until:
+        s.stats.add("denoising: new seed (samples)", await s.set("denoising.seed", rng.randrange(100_000),
+                                                                 fragment=False))
+        await asyncio.sleep(rng.uniform(2.0, 5.0))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(runs_root: Path, port: int) -> subprocess.Popen:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", DIFFUSION_LAB_CLASSROOM="1", DIFFUSION_LAB_PASSCODE=PASSCODE,
+               DIFFUSION_LAB_RUNS=str(runs_root))
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard.py"),
+                             "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
+                             "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    for _ in range(600):
+        try:
+            if urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1).read() == b"ok":
+                return proc
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(f"streamlit exited: {proc.stderr.read()[-2000:]}")
+            time.sleep(0.2)
+    proc.terminate()
+    raise RuntimeError("streamlit did not answer its health check within 120 s")
+
+
+def _steps_logged(runs_root: Path) -> int:
+    best = 0
+    for log in runs_root.glob("*/metrics.jsonl"):
+        for line in log.read_text().splitlines():
+            try:
+                best = max(best, int(json.loads(line).get("step", 0)))
+            except (ValueError, AttributeError):
+                pass
+    return best
+
+
+async def run_load(sessions: int, seconds: float, port: int, runs_root: Path, seed: int = 0,
+                   log=print) -> dict:
+    stats = Stats()
+    rng = random.Random(seed)
+    teacher = Session(port, stats, "instructor")
+    await teacher.connect()
+    await teacher.open("training")
+    await teacher.submit_form({"app.unlock.passcode": PASSCODE}, "app.unlock.submit")
+    await teacher.open("training")
+    await teacher.set("training.start", True, fragment=False)   # the tiny preset, as the form proposes it
+    t_train = time.perf_counter()
+    for _ in range(300):                                  # wait for the first logged step
+        if _steps_logged(runs_root) > 0:
+            break
+        await asyncio.sleep(0.5)
+    steps_before = _steps_logged(runs_root)
+    log(f"training started ({steps_before} steps logged after {time.perf_counter() - t_train:.1f} s); "
+        f"opening {sessions} sessions for {seconds:.0f} s")
+
+    learners = [Session(port, stats, f"learner {i}") for i in range(sessions)]
+    await asyncio.gather(*(s.connect() for s in learners))
+    t0 = time.perf_counter()
+    until = t0 + seconds
+
+    async def drive(i: int, s: Session) -> None:
+        r = random.Random(seed * 1000 + i)
+        await asyncio.sleep(r.uniform(0, 2))
+        try:
+            await (denoising_learner if i % 3 == 2 else forward_learner)(s, until, r)
+        except Exception as e:  # a dropped connection or a timeout is a failure of the server, not of the test
+            stats.errors.append(f"{s.name}: {type(e).__name__}: {e}")
+
+    await asyncio.gather(*(drive(i, s) for i, s in enumerate(learners)))
+    elapsed = time.perf_counter() - t0
+    steps_after = _steps_logged(runs_root)
+    await asyncio.gather(*(s.close() for s in learners))
+    await teacher.close()
+    all_rt = [x for v in stats.round_trips.values() for x in v]
+    interactions = [x for k, v in stats.round_trips.items() if k != "open page" for x in v]
+    res = {
+        "sessions": sessions, "seconds": round(elapsed, 1), "errors": stats.errors[:20], "error_count": len(stats.errors),
+        "training_steps_during_load": steps_after - steps_before,
+        "interactions": len(interactions), "p50_s": round(_p(interactions, 0.5), 3),
+        "p95_s": round(_p(interactions, 0.95), 3), "max_s": round(max(interactions, default=float("nan")), 3),
+        "by_kind": {k: {"n": len(v), "p50_s": round(_p(v, 0.5), 3), "p95_s": round(_p(v, 0.95), 3),
+                        "max_s": round(max(v), 3)} for k, v in stats.round_trips.items()},
+        "requests_total": len(all_rt), "cpu_count": os.cpu_count(),
+    }
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m tests.load", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sessions", type=int, default=30)
+    ap.add_argument("--seconds", type=float, default=60)
+    ap.add_argument("--out", help="write the figures as JSON")
+    args = ap.parse_args(argv)
+    if not 1 <= args.sessions <= 200 or not 1 <= args.seconds <= 3600:
+        ap.error("--sessions must be 1..200 and --seconds 1..3600")
+    port = _free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        proc = start_server(Path(tmp), port)
+        try:
+            res = asyncio.run(run_load(args.sessions, args.seconds, port, Path(tmp)))
+        finally:
+            proc.terminate()
+            proc.wait(30)
+    print(json.dumps(res, indent=1))
+    if args.out:
+        Path(args.out).write_text(json.dumps(res, indent=1))
+    return 0 if res["error_count"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
