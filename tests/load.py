@@ -177,11 +177,17 @@ async def forward_learner(s: Session, until: float, rng: random.Random) -> None:
 
 
 async def denoising_learner(s: Session, until: float, rng: random.Random) -> None:
+    """Asks for a new digit (a fresh guided trajectory: real sampling), then scrubs through its frames a few times
+    (cached: the page is built for looking at one trajectory closely) before the next digit."""
     s.stats.add("open page", await s.open("denoising", f"seed={rng.randrange(100)}"))
     while time.perf_counter() < until:
         s.stats.add("denoising: new seed (samples)", await s.set("denoising.seed", rng.randrange(100_000),
                                                                  fragment=False))
-        await asyncio.sleep(rng.uniform(2.0, 5.0))
+        for _ in range(rng.randint(2, 6)):
+            if time.perf_counter() >= until:
+                break
+            await asyncio.sleep(rng.uniform(0.3, 1.0))
+            s.stats.add("denoising: scrub frames", await s.set("denoising.frame", rng.randrange(26)))
 
 
 def _free_port() -> int:
@@ -191,19 +197,22 @@ def _free_port() -> int:
 
 
 def start_server(runs_root: Path, port: int) -> subprocess.Popen:
+    """The dashboard in classroom mode on loopback; its log goes to runs_root/server.log (a file, not a pipe
+    that nobody drains)."""
+    log = open(runs_root / "server.log", "w")
     env = dict(os.environ, HF_HUB_OFFLINE="1", DIFFUSION_LAB_CLASSROOM="1", DIFFUSION_LAB_PASSCODE=PASSCODE,
                DIFFUSION_LAB_RUNS=str(runs_root))
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard.py"),
                              "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
                              "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log, text=True)
     for _ in range(600):
         try:
             if urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1).read() == b"ok":
                 return proc
         except OSError:
             if proc.poll() is not None:
-                raise RuntimeError(f"streamlit exited: {proc.stderr.read()[-2000:]}")
+                raise RuntimeError(f"streamlit exited: {(runs_root / 'server.log').read_text()[-2000:]}")
             time.sleep(0.2)
     proc.terminate()
     raise RuntimeError("streamlit did not answer its health check within 120 s")
@@ -221,7 +230,7 @@ def _steps_logged(runs_root: Path) -> int:
 
 
 async def run_load(sessions: int, seconds: float, port: int, runs_root: Path, seed: int = 0,
-                   log=print) -> dict:
+                   denoising_every: int = 3, train: bool = True, log=print) -> dict:
     stats = Stats()
     rng = random.Random(seed)
     teacher = Session(port, stats, "instructor")
@@ -229,12 +238,13 @@ async def run_load(sessions: int, seconds: float, port: int, runs_root: Path, se
     await teacher.open("training")
     await teacher.submit_form({"app.unlock.passcode": PASSCODE}, "app.unlock.submit")
     await teacher.open("training")
-    await teacher.set("training.start", True, fragment=False)   # the tiny preset, as the form proposes it
     t_train = time.perf_counter()
-    for _ in range(300):                                  # wait for the first logged step
-        if _steps_logged(runs_root) > 0:
-            break
-        await asyncio.sleep(0.5)
+    if train:
+        await teacher.set("training.start", True, fragment=False)   # the tiny preset, as the form proposes it
+        for _ in range(300):                                  # wait for the first logged step
+            if _steps_logged(runs_root) > 0:
+                break
+            await asyncio.sleep(0.5)
     steps_before = _steps_logged(runs_root)
     log(f"training started ({steps_before} steps logged after {time.perf_counter() - t_train:.1f} s); "
         f"opening {sessions} sessions for {seconds:.0f} s")
@@ -248,7 +258,8 @@ async def run_load(sessions: int, seconds: float, port: int, runs_root: Path, se
         r = random.Random(seed * 1000 + i)
         await asyncio.sleep(r.uniform(0, 2))
         try:
-            await (denoising_learner if i % 3 == 2 else forward_learner)(s, until, r)
+            kind = denoising_learner if denoising_every and i % denoising_every == denoising_every - 1 else forward_learner
+            await kind(s, until, r)
         except Exception as e:  # a dropped connection or a timeout is a failure of the server, not of the test
             stats.errors.append(f"{s.name}: {type(e).__name__}: {e}")
 
@@ -266,7 +277,8 @@ async def run_load(sessions: int, seconds: float, port: int, runs_root: Path, se
         "p95_s": round(_p(interactions, 0.95), 3), "max_s": round(max(interactions, default=float("nan")), 3),
         "by_kind": {k: {"n": len(v), "p50_s": round(_p(v, 0.5), 3), "p95_s": round(_p(v, 0.95), 3),
                         "max_s": round(max(v), 3)} for k, v in stats.round_trips.items()},
-        "requests_total": len(all_rt), "cpu_count": os.cpu_count(),
+        "requests_total": len(all_rt), "cpu_count": os.cpu_count(), "denoising_every": denoising_every,
+        "training": train,
     }
     return res
 
@@ -275,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tests.load", description=__doc__.split("\n\n")[0])
     ap.add_argument("--sessions", type=int, default=30)
     ap.add_argument("--seconds", type=float, default=60)
+    ap.add_argument("--denoising-every", type=int, default=3, help="every Nth learner samples on Denoising (0: none)")
+    ap.add_argument("--no-training", action="store_true", help="no training job during the test")
     ap.add_argument("--out", help="write the figures as JSON")
     args = ap.parse_args(argv)
     if not 1 <= args.sessions <= 200 or not 1 <= args.seconds <= 3600:
@@ -283,7 +297,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         proc = start_server(Path(tmp), port)
         try:
-            res = asyncio.run(run_load(args.sessions, args.seconds, port, Path(tmp)))
+            res = asyncio.run(run_load(args.sessions, args.seconds, port, Path(tmp), denoising_every=args.denoising_every,
+                                       train=not args.no_training))
         finally:
             proc.terminate()
             proc.wait(30)

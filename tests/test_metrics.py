@@ -33,6 +33,10 @@ def test_memorisation_flags_an_exact_copy():
     m = memorisation(samples, train.images, held.images)
     assert m["nearest_train_l2"][0] < 1e-3 and m["nearest_train_index"][0] == 0
     assert m["fraction_closer_than_threshold"] >= 0.1
+    from engine.metrics import nearest_neighbours
+
+    pre = memorisation(samples, train.images, None, heldout_nearest=nearest_neighbours(held.images, train.images)[0])
+    assert pre == m                                              # the dashboard's precomputed reference agrees
 
 
 def test_augmentation_keeps_background_and_shape():

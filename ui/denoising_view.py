@@ -56,6 +56,13 @@ def cached_guidance_grid(path: str, sha: str, cfg: dict, weights: tuple[float, .
 
 def trajectory_panel(ck, path: str, digit: int, seed: int, cfg: SampleConfig) -> torch.Tensor:
     tr = cached_trajectory(path, ck.sha256, digit, seed, cfg.to_dict())
+    _scrubber(tr, cfg, seed)
+    return tr["final"]
+
+
+@st.fragment
+def _scrubber(tr: dict, cfg: SampleConfig, seed: int) -> None:
+    """A fragment: moving through the frames reruns only this panel, not the page (30 learners, 2 cores)."""
     n = len(tr["t"])
     i = st.slider("denoising step", 0, n - 1, n - 1, key="denoising.frame",
                   help="Scrub through the reverse process: x_t is the state, x̂₀ the model's current guess.")
@@ -73,7 +80,6 @@ def trajectory_panel(ck, path: str, digit: int, seed: int, cfg: SampleConfig) ->
                    f"{tr['seconds']:.2f} s for this digit on {resources.device_label()}.")
         st.image(widgets.mosaic(tr["x0"][:: max(1, n // 10)], cols=10, scale=2), output_format="PNG",
                  caption="x̂₀ along the way")
-    return tr["final"]
 
 
 def recognisability_panel(ck, path: str, cfg: SampleConfig) -> None:
@@ -110,8 +116,8 @@ def guidance_grid_panel(ck, path: str, cfg: SampleConfig) -> None:
 
 
 def memorisation_panel(final: torch.Tensor) -> None:
-    train, held = resources.get_data()
-    m = memorisation(final, train.images, held.images)
+    train, _ = resources.get_data()
+    m = memorisation(final, train.images, None, heldout_nearest=resources.get_heldout_nearest())
     idx = m["nearest_train_index"][0]
     c1, c2, c3 = st.columns([1, 1, 2])
     with c1:

@@ -46,6 +46,15 @@ def get_data():
 
 
 @st.cache_resource
+def get_heldout_nearest() -> torch.Tensor:
+    """Each held-out digit's distance to its nearest training digit: the memorisation check's reference."""
+    from engine.metrics import nearest_neighbours
+
+    train, held = get_data()
+    return nearest_neighbours(held.images, train.images)[0]
+
+
+@st.cache_resource
 def get_schedule(kind: str = "cosine", T: int = 1000) -> NoiseSchedule:
     return NoiseSchedule(ScheduleConfig(kind=kind, T=T))
 
