@@ -304,7 +304,11 @@ def cmd_style_eval(a: argparse.Namespace) -> int:
 def cmd_bench(a: argparse.Namespace) -> int:
     from .bench import run_bench
 
-    res = run_bench(quick=a.quick, checkpoint=a.checkpoint, threads=a.threads, peer=not a.no_peer)
+    recipes = tuple(r for r in (a.time_to_quality or "").split(",") if r)
+    if not a.quick and a.time_to_quality is None:
+        recipes = ("tiny", "default", "peer")
+    res = run_bench(quick=a.quick, checkpoint=a.checkpoint, threads=a.threads, peer=not a.no_peer,
+                    time_to_quality_recipes=recipes, ttq_cap_s=a.ttq_cap)
     print("\n" + "\n".join(f"{k:32s} {v}" for k, v in res.items() if not isinstance(v, list)))
     if a.out:
         Path(a.out).write_text(json.dumps(res, indent=2))
@@ -496,6 +500,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--checkpoint", help="model for the sampling figures (default: checkpoints/default)")
     b.add_argument("--threads", type=int)
     b.add_argument("--no-peer", action="store_true", help="skip the diffusers peer")
+    b.add_argument("--time-to-quality", metavar="RECIPES",
+                   help="comma-separated recipes (presets or 'peer') to time to 95 %% judge accuracy; the full bench "
+                        "runs tiny,default,peer, --quick none; '' for none")
+    b.add_argument("--ttq-cap", type=float, default=480.0, help="training seconds before giving up (default 480)")
     b.add_argument("--out", help="write the figures as JSON (flat keys)")
     b.set_defaults(func=cmd_bench)
 

@@ -147,6 +147,94 @@ def first_page_s() -> float:
     return round(float(secs), 2), round(int(rss_kb) / 1024, 1)
 
 
+def _peer_recipe():
+    """The HF course's class-conditioned MNIST recipe: its U-Net, a linear schedule of 1,000 steps, Adam(W) at
+    1e-3, plain MSE, batch 128, no EMA, no label dropout (so it samples unguided)."""
+    model = PeerUNet()
+    model.cfg = type("Cfg", (), {"null_class": 10, "in_channels": 1, "image_size": 28, "class_embedding": True,
+                                 "style_dim": 0})()
+    schedule = NoiseSchedule(ScheduleConfig(kind="linear", T=1000))
+    train = TrainConfig(batch_size=128, lr=1e-3, warmup_steps=0, lr_schedule="constant", min_snr_gamma=0.0,
+                        p_uncond=0.0, grad_clip=1000.0)
+    return model, schedule, train, SampleConfig(sampler="ddim", steps=25, guidance=0.0)
+
+
+def time_to_quality(recipe: str, target: float = 0.95, cap_s: float = 480.0, eval_every_s: float = 45.0,
+                    per_class: int = 10, log=print) -> dict:
+    """Training seconds until the judge reads `target` of freshly generated digits right, or the cap.
+
+    Shortened protocol (stated in the output): train the recipe from scratch on mnist-5k; after every
+    `eval_every_s` seconds of training, generate `per_class` digits per class (DDIM-25 at the recipe's guidance,
+    from the EMA weights where the recipe keeps them) and ask the judge. Evaluation time is not counted as
+    training time; the clock reports training seconds at the first evaluation that reaches the target.
+    recipe: a preset name (our recipes) or "peer" (the diffusers U-Net with the HF course's recipe).
+    """
+    import tempfile
+
+    from .judge import load_judge, predict
+    from .sampling import class_labels, sample
+    from .training import TrainingRun
+
+    judge = load_judge()
+    labels = class_labels(per_class)
+    g = torch.Generator().manual_seed(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        if recipe == "peer":
+            model, schedule, train_cfg, sample_cfg = _peer_recipe()
+            opt = make_optimizer(model, train_cfg)
+            train_split, _ = load_data("mnist-5k")
+            order = torch.randperm(len(train_split), generator=g)
+            state = {"i": 0, "step": 0}
+
+            def step() -> None:
+                if state["i"] + 128 > len(order):
+                    state["i"] = 0
+                idx = order[state["i"]:state["i"] + 128]
+                state["i"] += 128
+                train_step(model, opt, schedule, train_split.images[idx], train_split.labels[idx], train_cfg,
+                           state["step"], g)
+                state["step"] += 1
+
+            eval_model = lambda: model  # noqa: E731
+            steps_done = lambda: state["step"]  # noqa: E731
+            guidance = 0.0
+        else:
+            p = get_preset(recipe)
+            run = TrainingRun(p.model, p.schedule, p.train,
+                              p.recommended, tmp)
+            schedule, sample_cfg = run.schedule, p.recommended.replace(sampler="ddim", steps=25)
+            step = run.step
+            eval_model = lambda: run.ema.model  # noqa: E731
+            steps_done = lambda: run.step_count  # noqa: E731
+            guidance = sample_cfg.guidance
+        trained, curve, reached = 0.0, [], None
+        while trained < cap_s and reached is None:
+            t0 = time.perf_counter()
+            while time.perf_counter() - t0 < eval_every_s and trained + (time.perf_counter() - t0) < cap_s:
+                if recipe != "peer" and run.step_count >= run.train_config.steps:
+                    break                                  # the recipe's own schedule has ended
+                step()
+            trained += time.perf_counter() - t0
+            m = eval_model()
+            m.eval()
+            with torch.inference_mode():
+                x = sample(m, schedule, labels, sample_cfg)
+            if recipe == "peer":
+                model.train()
+            probs, _ = predict(judge, x)
+            acc = float((probs.argmax(1) == labels).float().mean())
+            curve.append({"train_s": round(trained, 1), "steps": steps_done(), "judge_accuracy": round(acc, 3)})
+            log(f"  {recipe}: {trained:6.0f} s of training, {steps_done():5d} steps, judge accuracy {acc:.1%}")
+            if acc >= target:
+                reached = trained
+            elif recipe != "peer" and run.step_count >= run.train_config.steps:
+                break
+    return {"recipe": recipe, "target": target, "cap_s": cap_s, "guidance": guidance,
+            "time_to_target_s": None if reached is None else round(reached, 1), "curve": curve,
+            "protocol": f"train from scratch; every {eval_every_s:.0f} s of training, {per_class * 10} digits "
+                        f"DDIM-25 at w = {guidance}, judged; evaluation time not counted"}
+
+
 def forward_page_ms(moves: int = 10) -> dict:
     """Server time per Forward-slider move, measured in the page itself (streamlit's AppTest, subprocess).
 
@@ -168,7 +256,8 @@ def forward_page_ms(moves: int = 10) -> dict:
 
 
 def run_bench(quick: bool = False, checkpoint: str | None = None, threads: int | None = None,
-              peer: bool = True, log=print) -> dict:
+              peer: bool = True, time_to_quality_recipes: tuple[str, ...] = (), ttq_cap_s: float = 480.0,
+              log=print) -> dict:
     if threads:
         torch.set_num_threads(threads)
     res: dict = {"machine": platform.machine(), "processor": platform.processor() or platform.machine(),
@@ -234,6 +323,26 @@ def run_bench(quick: bool = False, checkpoint: str | None = None, threads: int |
         log(f"digit-CLIP: scoring 100 digits takes {res['clip_score_100_s']} s")
     except Exception as e:  # no shipped CLIP: say so, measure the rest
         log(f"digit-CLIP figure skipped ({e})")
+    for recipe in time_to_quality_recipes:
+        if recipe == "peer" and not peer:
+            continue
+        log(f"time to 95 % judge accuracy: {recipe} (cap {ttq_cap_s:.0f} s of training)")
+        try:
+            r = time_to_quality(recipe, cap_s=ttq_cap_s, log=log)
+        except ImportError:
+            log("peer skipped: diffusers is not installed (pip install -r requirements-test.txt)")
+            continue
+        res[f"time_to_95_s_{recipe}"] = r["time_to_target_s"]
+        res[f"time_to_95_curve_{recipe}"] = r["curve"]
+        res["time_to_95_protocol"] = r["protocol"] + f"; cap {ttq_cap_s:.0f} s (null = not reached within the cap)"
+    if res.get("time_to_95_s_peer") is None and "time_to_95_curve_peer" in res:
+        best = res.get("time_to_95_s_tiny") or res.get("time_to_95_s_default")
+        if best:
+            res["time_to_95_ratio_peer_vs_ours"] = f"> {ttq_cap_s / best:.1f} (peer did not reach 95 % within the cap)"
+    elif res.get("time_to_95_s_peer"):
+        for recipe in ("default", "tiny"):
+            if res.get(f"time_to_95_s_{recipe}"):
+                res[f"time_to_95_ratio_peer_vs_{recipe}"] = round(res["time_to_95_s_peer"] / res[f"time_to_95_s_{recipe}"], 2)
     res["cold_start_s"] = cold_start_s()
     res["first_page_s"], res["peak_rss_mb"] = first_page_s()
     log(f"cold start (health check): {res['cold_start_s']} s; dashboard + first page: {res['first_page_s']} s; "

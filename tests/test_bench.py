@@ -19,3 +19,17 @@ def test_bench_pieces_run_and_return_numbers():
     assert bench.train_throughput(peer, 4, 1, s) > 0
     f = bench.forward_slider_ms(2)
     assert f["forward_slider_ms"] > 0 and f["forward_strip_ms"] > 0
+
+
+def test_time_to_quality_protocol_runs_for_ours_and_the_peer():
+    for recipe in ("tiny", "peer"):
+        r = bench.time_to_quality(recipe, cap_s=1.0, eval_every_s=0.5, per_class=1, log=lambda *_: None)
+        assert r["curve"] and all(0.0 <= c["judge_accuracy"] <= 1.0 for c in r["curve"])
+        assert r["curve"][-1]["steps"] >= 1            # the cap stops training after the step that crosses it
+        assert r["time_to_target_s"] is None or r["time_to_target_s"] == r["curve"][-1]["train_s"]
+    assert r["guidance"] == 0.0                       # the peer recipe has no null class: it samples unguided
+
+
+def test_forward_page_latency_is_measured_in_the_page():
+    f = bench.forward_page_ms(2)
+    assert f["forward_panel_ms"] > 0 and f["forward_page_ms"] >= f["forward_panel_ms"]
