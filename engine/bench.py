@@ -148,8 +148,9 @@ def first_page_s() -> float:
 
 
 def _peer_recipe():
-    """The HF course's class-conditioned MNIST recipe: its U-Net, a linear schedule of 1,000 steps, Adam(W) at
-    1e-3, plain MSE, batch 128, no EMA, no label dropout (so it samples unguided)."""
+    """The HF course's class-conditioned MNIST recipe: its U-Net, a linear schedule of 1,000 steps, Adam at 1e-3
+    (our AdamW with no weight decay), plain MSE, batch 128, no EMA, no label dropout (so it samples unguided),
+    no gradient clipping."""
     model = PeerUNet()
     model.cfg = type("Cfg", (), {"null_class": 10, "in_channels": 1, "image_size": 28, "class_embedding": True,
                                  "style_dim": 0})()
@@ -200,8 +201,7 @@ def time_to_quality(recipe: str, target: float = 0.95, cap_s: float = 480.0, eva
             guidance = 0.0
         else:
             p = get_preset(recipe)
-            run = TrainingRun(p.model, p.schedule, p.train,
-                              p.recommended, tmp)
+            run = TrainingRun(p.model, p.schedule, p.train, p.recommended, tmp)
             schedule, sample_cfg = run.schedule, p.recommended.replace(sampler="ddim", steps=25)
             step = run.step
             eval_model = lambda: run.ema.model  # noqa: E731
