@@ -22,8 +22,6 @@ import asyncio
 import json
 import os
 import random
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -36,7 +34,8 @@ import websockets
 from streamlit.proto.BackMsg_pb2 import BackMsg
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.server import free_port, serve, stop
+
 PASSCODE = "load-test-passcode"
 ALERT_ERROR = 1
 
@@ -190,32 +189,12 @@ async def denoising_learner(s: Session, until: float, rng: random.Random) -> Non
             s.stats.add("denoising: scrub frames", await s.set("denoising.frame", rng.randrange(26)))
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(runs_root: Path, port: int) -> subprocess.Popen:
-    """The dashboard in classroom mode on loopback; its log goes to runs_root/server.log (a file, not a pipe
-    that nobody drains)."""
-    log = open(runs_root / "server.log", "w")
-    env = dict(os.environ, HF_HUB_OFFLINE="1", DIFFUSION_LAB_CLASSROOM="1", DIFFUSION_LAB_PASSCODE=PASSCODE,
-               DIFFUSION_LAB_RUNS=str(runs_root))
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard.py"),
-                             "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
-                             "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log, text=True)
-    for _ in range(600):
-        try:
-            if urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1).read() == b"ok":
-                return proc
-        except OSError:
-            if proc.poll() is not None:
-                raise RuntimeError(f"streamlit exited: {(runs_root / 'server.log').read_text()[-2000:]}")
-            time.sleep(0.2)
-    proc.terminate()
-    raise RuntimeError("streamlit did not answer its health check within 120 s")
+def start_server(runs_root: Path) -> tuple[int, subprocess.Popen]:
+    """The dashboard in classroom mode on loopback, runs and log (server.log) in runs_root; returns (port, proc)."""
+    port = free_port()
+    _, proc = serve(runs_root, runs_root / "server.log", port=port, DIFFUSION_LAB_CLASSROOM="1",
+                    DIFFUSION_LAB_PASSCODE=PASSCODE)
+    return port, proc
 
 
 def _steps_logged(runs_root: Path) -> int:
@@ -232,7 +211,6 @@ def _steps_logged(runs_root: Path) -> int:
 async def run_load(sessions: int, seconds: float, port: int, runs_root: Path, seed: int = 0,
                    denoising_every: int = 3, train: bool = True, log=print) -> dict:
     stats = Stats()
-    rng = random.Random(seed)
     teacher = Session(port, stats, "instructor")
     await teacher.connect()
     await teacher.open("training")
@@ -293,15 +271,13 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if not 1 <= args.sessions <= 200 or not 1 <= args.seconds <= 3600:
         ap.error("--sessions must be 1..200 and --seconds 1..3600")
-    port = _free_port()
     with tempfile.TemporaryDirectory() as tmp:
-        proc = start_server(Path(tmp), port)
+        port, proc = start_server(Path(tmp))
         try:
             res = asyncio.run(run_load(args.sessions, args.seconds, port, Path(tmp), denoising_every=args.denoising_every,
                                        train=not args.no_training))
         finally:
-            proc.terminate()
-            proc.wait(30)
+            stop(proc)
     print(json.dumps(res, indent=1))
     if args.out:
         Path(args.out).write_text(json.dumps(res, indent=1))

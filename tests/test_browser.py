@@ -1,71 +1,36 @@
 """Real-browser tests: Playwright drives Debian's Chromium against `streamlit run` on loopback."""
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
-from pathlib import Path
 
 import pytest
+
+from .server import serve, stop
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium is not installed "
                                  "(apt-get install chromium; .ci/run installs it)")]
-ROOT = Path(__file__).resolve().parent.parent
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run", "--disable-quic"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _serve(tmp_path_factory, **extra_env):
-    port = _free_port()
-    env = dict(os.environ, HF_HUB_OFFLINE="1", DIFFUSION_LAB_RUNS=str(tmp_path_factory.mktemp("runs")), **extra_env)
-    log = tmp_path_factory.mktemp("log") / "streamlit.log"
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard.py"),
-                             "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
-                             "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log.open("w"))
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(120):
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
-                break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("streamlit did not become healthy: " + log.read_text()[-2000:])
-    return url, proc
-
-
-def _stop(proc):
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    return serve(tmp_path_factory.mktemp("runs"), tmp_path_factory.mktemp("log") / "streamlit.log", **extra_env)
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     url, proc = _serve(tmp_path_factory)
     yield url
-    _stop(proc)
+    stop(proc)
 
 
 @pytest.fixture(scope="module")
 def classroom_server(tmp_path_factory):
     url, proc = _serve(tmp_path_factory, DIFFUSION_LAB_CLASSROOM="1", DIFFUSION_LAB_PASSCODE="open-sesame")
     yield url
-    _stop(proc)
+    stop(proc)
 
 
 @pytest.fixture(scope="module")
@@ -79,8 +44,6 @@ def browser():
 
 
 def _open(browser, url):
-    from playwright.sync_api import expect
-
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(url)
     page.wait_for_selector("[data-testid='stAppViewContainer']", timeout=60_000)

@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from engine import checkpoints as ck
-from engine.config import SampleConfig
 from engine.schedule import NoiseSchedule
 from engine.sampling import sample
 from engine.unet import build_model

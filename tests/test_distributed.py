@@ -1,7 +1,6 @@
 """torchrun with 2 CPU processes (gloo on loopback): the replicas' weights stay identical."""
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path

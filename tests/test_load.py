@@ -12,13 +12,11 @@ from . import load  # noqa: E402
 
 
 def test_five_sessions_interact_while_training_runs(tmp_path):
-    port = load._free_port()
-    proc = load.start_server(tmp_path, port)
+    port, proc = load.start_server(tmp_path)
     try:
         res = asyncio.run(load.run_load(5, 20, port, tmp_path, log=lambda *_: None))
     finally:
-        proc.terminate()
-        proc.wait(30)
+        load.stop(proc)
     print(res)
     assert res["error_count"] == 0, res["errors"]
     assert res["training_steps_during_load"] > 0, "the training run stalled while learners worked"

@@ -1,9 +1,8 @@
-import numpy as np
 import torch
 
 from engine.config import ScheduleConfig
 from engine.data import load
-from engine.judge import Judge, accuracy, load_judge, random_affine, train_judge
+from engine.judge import accuracy, load_judge, random_affine, train_judge
 from engine.metrics import (class_scores, forward_recognisability, frechet_distance, mean_pairwise_distance,
                             memorisation)
 from engine.schedule import NoiseSchedule

@@ -5,11 +5,9 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
-import torch
 
 from engine.clip_eval import ClipUnavailable, compare_techniques, load_digit_clip, load_pretrained, rank_report, spearman
 from engine.checkpoints import CheckpointError
-from engine.config import SampleConfig
 from engine.sampling import class_labels, sample_cached
 from engine.schedule import NoiseSchedule
 
