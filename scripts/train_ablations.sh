@@ -1,23 +1,25 @@
 #!/usr/bin/env bash
-# Reproduces checkpoints/ablations/*: the tiny U-Net and three ablations of it, each trained with the same
-# budget (steps, batch, seed, data), then exported slim and evaluated. Usage: scripts/train_ablations.sh [STEPS]
+# Reproduces checkpoints/ablations/*: the three ablations of the default U-Net (presets no-skip, no-time,
+# plain-cnn), each trained with the default model's budget (3,000 steps x 128 digits, same seed, data and
+# recipe), exported with the default's recommended guidance and evaluated exactly like it (1,000 samples), so
+# the Architecture page compares like with like; the default itself (checkpoints/default) is the reference.
+# Usage: scripts/train_ablations.sh [NAME ...]   (THREADS=1 to leave a core free; ~50-80 min each on 2 cores)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-STEPS=${1:-1000}
 PY=${PY:-.venv/bin/python}
-declare -A SETS=(
-  [unet]=""
-  [no-skip]="--model-set skip_connections=false"
-  [no-time]="--model-set time_embedding=false"
-  [plain-cnn]="--model-set arch=cnn"
-)
-for name in unet no-skip no-time plain-cnn; do
-  run=checkpoints/runs/ablation-$name
-  if ! grep -q "\"step\": $STEPS," "$run/meta.json" 2>/dev/null; then   # not trained to STEPS yet
-    # shellcheck disable=SC2086
-    $PY -m engine train --preset tiny --steps "$STEPS" --out "$run" --force --no-snapshots ${SETS[$name]} ${THREADS:+--threads $THREADS}
+GUIDANCE=$($PY -c "import json; print(json.load(open('checkpoints/default/config.json'))['recommended']['guidance'])")
+NAMES=("$@")
+[ ${#NAMES[@]} -gt 0 ] || NAMES=(no-skip no-time plain-cnn)
+for name in "${NAMES[@]}"; do
+  run=checkpoints/runs/full-$name
+  if ! grep -q '"step": 3000,' "$run/meta.json" 2>/dev/null; then   # not trained to the end yet
+    if [ -f "$run/meta.json" ]; then
+      $PY -m engine train --out "$run" --resume ${THREADS:+--threads $THREADS}
+    else
+      $PY -m engine train --preset "$name" --out "$run" --no-snapshots ${THREADS:+--threads $THREADS}
+    fi
   fi
-  $PY -m engine export --checkpoint "$run" --out "checkpoints/ablations/$name" --force
-  $PY -m engine evaluate --checkpoint "checkpoints/ablations/$name" --per-class 20 --no-cache \
+  $PY -m engine export --checkpoint "$run" --out "checkpoints/ablations/$name" --force --guidance "$GUIDANCE"
+  $PY -m engine evaluate --checkpoint "checkpoints/ablations/$name" --per-class 100 --no-cache \
       --out "checkpoints/ablations/$name/report.json" ${THREADS:+--threads $THREADS}
 done

@@ -150,6 +150,9 @@ def ablations_panel() -> None:
     from engine.training import read_metrics
 
     entries = [e for e in list_checkpoints(ABLATIONS) if "error" not in e]
+    reference = resources.SHIPPED_ROOT / "default"
+    if entries and (reference / "weights.safetensors").exists():     # the model the ablations take apart
+        entries.insert(0, {"name": "default (U-Net)", "path": str(reference)})
     if not entries:
         st.info("No ablation models are shipped: run scripts/train_ablations.sh, or train the `no-skip`, `no-time` "
                 "and `plain-cnn` presets on the Training page.")
@@ -177,5 +180,6 @@ def ablations_panel() -> None:
         ck = resources.load_model(e["path"])
         col.image(widgets.mosaic(_ablation_samples(e["path"], ck.sha256), cols=5, scale=2), output_format="PNG",
                   caption=f"{e['name']}: digits 0…9")
-    st.caption("All four were trained with the same budget (the `tiny` width, same steps, batch, seed and data; "
-               "scripts/train_ablations.sh). Judge accuracy and Fréchet ratio come from each model's evaluate report.")
+    st.caption("Each ablation was trained with the default model's budget and recipe (3,000 steps × 128 digits, same "
+               "seed and data; scripts/train_ablations.sh) and evaluated like it (1,000 samples, DDIM-25, the "
+               "default's guidance): judge accuracy and Fréchet ratio come from each model's evaluate report.")
