@@ -196,6 +196,7 @@ def time_to_quality(recipe: str, target: float = 0.95, cap_s: float = 480.0, eva
 
             eval_model = lambda: model  # noqa: E731
             steps_done = lambda: state["step"]  # noqa: E731
+            finished = lambda: False  # noqa: E731           (the course recipe has no schedule end)
             guidance = 0.0
         else:
             p = get_preset(recipe)
@@ -204,13 +205,14 @@ def time_to_quality(recipe: str, target: float = 0.95, cap_s: float = 480.0, eva
             step = run.step
             eval_model = lambda: run.ema.model  # noqa: E731
             steps_done = lambda: run.step_count  # noqa: E731
+            finished = lambda: run.done  # noqa: E731          (the recipe's own schedule has ended)
             guidance = sample_cfg.guidance
         trained, curve, reached = 0.0, [], None
         while trained < cap_s and reached is None:
             t0 = time.perf_counter()
             while time.perf_counter() - t0 < eval_every_s and trained + (time.perf_counter() - t0) < cap_s:
-                if recipe != "peer" and run.step_count >= run.train_config.steps:
-                    break                                  # the recipe's own schedule has ended
+                if finished():
+                    break
                 step()
             trained += time.perf_counter() - t0
             m = eval_model()
@@ -225,7 +227,7 @@ def time_to_quality(recipe: str, target: float = 0.95, cap_s: float = 480.0, eva
             log(f"  {recipe}: {trained:6.0f} s of training, {steps_done():5d} steps, judge accuracy {acc:.1%}")
             if acc >= target:
                 reached = trained
-            elif recipe != "peer" and run.step_count >= run.train_config.steps:
+            elif finished():
                 break
     return {"recipe": recipe, "target": target, "cap_s": cap_s, "guidance": guidance,
             "time_to_target_s": None if reached is None else round(reached, 1), "curve": curve,

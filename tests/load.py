@@ -143,7 +143,7 @@ class Session:
             ws.double_array_value.data.append(float(value))
         elif w.kind == "number_input":
             ws.int_value = int(value)
-        elif w.kind == "button" or w.kind == "button_group" or value is True:
+        elif w.kind == "button":
             ws.trigger_value = True
         elif w.kind == "text_input":
             ws.string_value = str(value)

@@ -8,7 +8,7 @@ the benchmark reads (`forward_panel_ms`).
 from __future__ import annotations
 
 import time
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import streamlit as st
@@ -22,7 +22,7 @@ _QUANTITIES = {"ᾱ_t (signal kept)": ("alpha_bar_t", False), "SNR (dB)": ("SNR 
                "β_t (noise added per step)": ("beta_t", True)}
 
 
-@lru_cache(maxsize=4)
+@cache
 def _curves() -> dict:
     return {name: schedule_curves(resources.get_schedule(name)) for name in ("linear", "cosine")}
 
