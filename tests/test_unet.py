@@ -3,7 +3,7 @@ import torch
 
 from engine.config import ModelConfig
 from engine.summary import format_summary, model_summary, total_flops
-from engine.unet import build_model, count_parameters, sinusoidal_embedding
+from engine.unet import UpConv, build_model, count_parameters, sinusoidal_embedding
 
 from .conftest import TINY_MODEL
 
@@ -58,3 +58,19 @@ def test_summary_lists_levels_with_shapes_and_flops():
     assert sum(r.params for r in rows) <= count_parameters(model)
     assert 0.8 * total_flops(model) < sum(r.flops for r in rows) <= total_flops(model)
     assert "total" in format_summary(rows)
+
+
+@pytest.mark.parametrize("size", [(7, 7), (5, 8)])
+def test_upconv_equals_upsample_then_conv_in_values_and_gradients(size):
+    torch.manual_seed(0)
+    up = UpConv(6, 4)
+    x = torch.randn(2, 6, *size, requires_grad=True)
+    reference = up[1](torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest"))  # the textbook form
+    fast = up(x)
+    assert fast.shape == reference.shape == (2, 4, 2 * size[0], 2 * size[1])
+    torch.testing.assert_close(fast, reference, rtol=1e-5, atol=1e-5)
+    params = [x, up[1].weight, up[1].bias]
+    for g_fast, g_ref in zip(torch.autograd.grad(fast.square().sum(), params),
+                             torch.autograd.grad(reference.square().sum(), params)):
+        torch.testing.assert_close(g_fast, g_ref, rtol=1e-4, atol=1e-4)
+    assert list(up.state_dict()) == ["1.weight", "1.bias"]     # same keys as nn.Sequential(Upsample, Conv2d)
