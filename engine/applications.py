@@ -72,7 +72,7 @@ def inpaint(model, schedule: NoiseSchedule, x_known: torch.Tensor, mask: torch.T
         t_prev = ts[i + 1] if i + 1 < len(ts) else -1
         for r in range(resample):
             with torch.inference_mode():
-                eps = guided_eps(model, x, t, labels, config.guidance)
+                eps = guided_eps(model, x, t, labels, config.guidance_at(t, schedule.T))
             a_t, a_prev = _alpha_bar(schedule, t), _alpha_bar(schedule, t_prev)
             x0 = ((x - math.sqrt(1 - a_t) * eps) / math.sqrt(a_t)).clamp(-1, 1)
             # DDPM posterior step from t to t_prev (with its noise), as RePaint uses

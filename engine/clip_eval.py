@@ -296,19 +296,20 @@ def rank_report(scorer: Scorer, judge, images: torch.Tensor, labels: torch.Tenso
              "slant": round(float(st[i, 1]), 2), "kept": bool(kept[i])} for i in range(len(labels))]
 
 
-def clip_guided_eps(model, schedule, scorer: Scorer, labels: torch.Tensor, guidance: float, scale: float):
+def clip_guided_eps(model, schedule, scorer: Scorer, labels: torch.Tensor, config, scale: float):
     """eps_fn for sample_progressive: CFG noise prediction nudged up the CLIP similarity of x0_pred.
 
     Classifier guidance with CLIP as the classifier (GLIDE; gradient through x0_pred since our CLIP is trained
     on clean digits): eps' = eps - scale * sqrt(1 - alpha_bar_t) * grad_x cos(CLIP(x0_pred), text(y)).
     x0_pred = (x_t - sqrt(1 - a) eps) / sqrt(a) with eps held fixed, so d x0_pred / d x_t = 1 / sqrt(a).
+    config: the SampleConfig whose classifier-free guidance (weight and interval) is applied first.
     """
     from .sampling import guided_eps
 
     text = scorer.class_text_features()[labels]                                     # (B, D)
 
     def eps_fn(x_t: torch.Tensor, t: int) -> torch.Tensor:
-        eps = guided_eps(model, x_t, t, labels, guidance)
+        eps = guided_eps(model, x_t, t, labels, config.guidance_at(t, schedule.T))
         if scale == 0:
             return eps
         a = float(schedule.alpha_bar[t])
@@ -365,7 +366,7 @@ def compare_techniques(model, schedule, scorer: Scorer, judge, config, per_class
     summarise(f"rejection (score >= {thr:.2f})", chosen, cost, (time.perf_counter() - t0) + rows[0]["seconds"] * cost / B)
 
     t0 = time.perf_counter()
-    fn = clip_guided_eps(model, schedule, scorer, labels, config.guidance, guidance_scale)
+    fn = clip_guided_eps(model, schedule, scorer, labels, config, guidance_scale)
     guided = sample(model, schedule, labels, config, seeds=[seed + i for i in range(B)], eps_fn=fn)
     summarise(f"CLIP guidance (scale {guidance_scale:g})", guided, B, time.perf_counter() - t0)
     return rows

@@ -7,7 +7,8 @@ consumer that returns the last image.
 Classifier-free guidance (Ho & Salimans 2022), in the convention of TeaPearce's conditional MNIST DDPM:
     eps = (1 + w) * eps(x_t, t, y) - w * eps(x_t, t, null)
 w = 0 is plain conditional sampling; larger w trades diversity for typical, confidently classified digits.
-Conditional and unconditional predictions come from one batched forward pass of 2B images.
+Conditional and unconditional predictions come from one batched forward pass of 2B images; with a limited
+guidance interval (SampleConfig.guidance_interval) the steps outside it run the B conditional images alone.
 """
 from __future__ import annotations
 
@@ -159,7 +160,8 @@ def sample_progressive(model: torch.nn.Module, schedule: NoiseSchedule, labels: 
         style = style.to(device)
     for i, t in enumerate(ts):
         t_prev = ts[i + 1] if i + 1 < len(ts) else -1
-        eps = eps_fn(x, t) if eps_fn is not None else guided_eps(model, x, t, labels, cfg.guidance, style)
+        eps = (eps_fn(x, t) if eps_fn is not None
+               else guided_eps(model, x, t, labels, cfg.guidance_at(t, schedule.T), style))
         needs_noise = t_prev >= 0 and (cfg.sampler == "ddpm" and cfg.add_noise or cfg.sampler == "ddim" and cfg.eta > 0)
         noise = torch.randn(shape, generator=step_gen).to(device) if needs_noise else None
         if cfg.sampler == "ddim":

@@ -16,6 +16,9 @@ from engine.config import ConfigError, ModelConfig, SampleConfig, ScheduleConfig
     (lambda: ScheduleConfig(kind="sigmoid"), "schedule must be one of"),
     (lambda: ScheduleConfig(T=0), "T (diffusion steps)"),
     (lambda: TrainConfig(steps=1.5), "whole number"),
+    (lambda: SampleConfig(guidance_interval=(0.6, 0.2)), "lo < hi"),
+    (lambda: SampleConfig(guidance_interval=(0.0, 1.5)), "guidance interval end must be between 0 and 1"),
+    (lambda: SampleConfig(guidance_interval=(0.5,)), "two fractions"),
 ])
 def test_bad_values_raise_clear_errors(make, fragment):
     with pytest.raises(ConfigError, match=None) as e:
@@ -25,8 +28,16 @@ def test_bad_values_raise_clear_errors(make, fragment):
 
 def test_round_trip_through_dict():
     for c in (ModelConfig(channel_mults=(1, 2)), ScheduleConfig(kind="linear", T=300), TrainConfig(lr=1e-3),
-              SampleConfig(sampler="ddpm", steps=100)):
+              SampleConfig(sampler="ddpm", steps=100), SampleConfig(guidance_interval=(0.5, 1.0))):
         assert type(c).from_dict(c.to_dict()) == c
+
+
+def test_every_step_guidance_keeps_the_older_dict_so_cache_keys_stay_valid():
+    assert "guidance_interval" not in SampleConfig().to_dict()
+    assert SampleConfig(guidance_interval=[0.5, 1]).to_dict()["guidance_interval"] == [0.5, 1.0]
+    limited = SampleConfig(guidance=2.0, guidance_interval=(0.5, 1.0))
+    assert limited.guidance_at(999, 1000) == 2.0 and limited.guidance_at(500, 1000) == 2.0
+    assert limited.guidance_at(499, 1000) == 0.0
 
 
 def test_unknown_field_is_reported():

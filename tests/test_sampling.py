@@ -107,3 +107,23 @@ def test_wrong_sampler_differs_and_uint8_edge(tiny_model):
 def test_initial_noise_needs_one_seed_per_image():
     with pytest.raises(ValueError, match="one seed per image"):
         initial_noise((2, 1, 28, 28), [1])
+
+
+def test_guidance_interval_guides_only_inside_it_with_one_forward_of_b_images_outside(tiny_model):
+    s = NoiseSchedule(TINY_SCHEDULE)
+    y = torch.tensor([3, 7])
+    cfg = SampleConfig(steps=5, guidance=2.0, guidance_interval=(0.5, 1.0))
+    ts = s.timesteps(5)
+    batches = []
+    hook = tiny_model.register_forward_pre_hook(lambda m, args: batches.append(args[0].shape[0]))
+    try:
+        got = sample(tiny_model, s, y, cfg, seeds=[1, 2])
+    finally:
+        hook.remove()
+    assert batches == [4 if t / s.T >= 0.5 else 2 for t in ts] and 2 in batches and 4 in batches
+    # the same chain written out by hand: full guidance inside the interval, plain conditional outside
+    by_hand = sample(tiny_model, s, y, cfg, seeds=[1, 2],
+                     eps_fn=lambda x, t: guided_eps(tiny_model, x, t, y, 2.0 if t / s.T >= 0.5 else 0.0))
+    assert torch.allclose(got, by_hand, atol=1e-6)
+    every_step = sample(tiny_model, s, y, cfg.replace(guidance_interval=(0.0, 1.0)), seeds=[1, 2])
+    assert not torch.allclose(got, every_step, atol=1e-3)
