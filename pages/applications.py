@@ -17,7 +17,7 @@ with left:
     widgets.show(widgets.to_display(x[0]), caption=caption, scale=4)
     steps = st.slider("denoising steps", 5, view.MAX_STEPS, min(25, view.MAX_STEPS), key="apps.steps")
     w = st.slider("guidance w", 0.0, 6.0, float(ck.recommended.guidance), 0.1, key="apps.w")
-cfg = SampleConfig(sampler="ddim", steps=min(int(steps), ck.schedule_config.T), guidance=float(w))
+cfg = ck.recommended.replace(sampler="ddim", steps=min(int(steps), ck.schedule_config.T), guidance=float(w))
 
 with right:
     choice = st.segmented_control("Application", ["Inpainting", "Editing (SDEdit)", "Upscaling", "Interpolation",

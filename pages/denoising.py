@@ -16,6 +16,7 @@ PARAMS = [
     state.Param("digit", 7, state.int_in(0, 9)),
     state.Param("seed", 0, state.int_in(0, 99999)),
     state.Param("w", float(rec.guidance), state.float_in(0.0, 10.0)),
+    state.Param("gfrom", float(rec.guidance_interval[0]), state.float_in(0.0, 0.95)),
     state.Param("sampler", rec.sampler, state.one_of("ddim", "ddpm")),
     state.Param("steps", min(rec.steps, ck.schedule_config.T), state.int_in(1, 1000)),
     state.Param("noise", "on", state.one_of("on", "off")),
@@ -26,13 +27,16 @@ if st.session_state[k("steps")] > ck.schedule_config.T:      # a link made for a
     st.toast(f"this model has T = {ck.schedule_config.T} steps; using {ck.schedule_config.T}")
     st.session_state[k("steps")] = ck.schedule_config.T
 
-c = st.columns(6)
+c = st.columns(7)
 c[0].number_input("digit", 0, 9, key=k("digit"))
 c[1].number_input("seed", 0, 99999, key=k("seed"))
 c[2].slider("guidance w", 0.0, 10.0, step=0.1, key=k("w"), help="ε = (1 + w)·ε(x_t, y) − w·ε(x_t, ∅); w = 0: no guidance")
-c[3].selectbox("sampler", ["ddim", "ddpm"], key=k("sampler"))
-c[4].number_input("steps", 1, ck.schedule_config.T, key=k("steps"))
-c[5].selectbox("ancestral noise (DDPM)", ["on", "off"], key=k("noise"),
+c[3].slider("guide while t/T ≥", 0.0, 0.95, step=0.05, key=k("gfrom"),
+            help="Guidance only at high noise, where the digit's identity is decided; later steps run the "
+                 "conditional model alone, one forward instead of two (0 = guide every step)")
+c[4].selectbox("sampler", ["ddim", "ddpm"], key=k("sampler"))
+c[5].number_input("steps", 1, ck.schedule_config.T, key=k("steps"))
+c[6].selectbox("ancestral noise (DDPM)", ["on", "off"], key=k("noise"),
                help="'off' is the classic bug: the DDPM step without σ·z collapses to a blurry average")
 state.sync(PAGE, PARAMS)
 get = lambda name: state.get(PAGE, name)  # noqa: E731
@@ -41,7 +45,8 @@ if int(get("steps")) > steps_cap:
     st.info(f"Learners sample with at most {steps_cap} steps; using {steps_cap}.")
 try:
     cfg = SampleConfig(sampler=get("sampler"), steps=min(int(get("steps")), steps_cap),
-                       guidance=float(get("w")), add_noise=get("noise") == "on")
+                       guidance=float(get("w")), add_noise=get("noise") == "on",
+                       guidance_interval=(float(get("gfrom")), 1.0))
 except ConfigError as e:
     st.error(str(e))
     st.stop()

@@ -76,7 +76,9 @@ def _scrubber(tr: dict, cfg: SampleConfig, seed: int) -> None:
     with c3:
         st.markdown(f"Frame **{i + 1} / {n}** ({done:.0f} % of denoising done). "
                     f"x̂₀ = (x_t − √(1−ᾱ_t)·ε̂) / √ᾱ_t — the model's guess of the clean digit from where it is now.")
-        st.caption(f"{cfg.sampler.upper()}-{cfg.steps}, guidance w = {cfg.guidance}, seed {seed}: "
+        lo = cfg.guidance_interval[0]
+        st.caption(f"{cfg.sampler.upper()}-{cfg.steps}, guidance w = {cfg.guidance}"
+                   + (f" while t/T ≥ {lo:g}" if lo > 0 and cfg.guidance > 0 else "") + f", seed {seed}: "
                    f"{tr['seconds']:.2f} s for this digit on {resources.device_label()}.")
         st.image(widgets.mosaic(tr["x0"][:: max(1, n // 10)], cols=10, scale=2), output_format="PNG",
                  caption="x̂₀ along the way")
@@ -132,13 +134,14 @@ def memorisation_panel(final: torch.Tensor) -> None:
 
 @st.cache_data(max_entries=4, show_spinner="Timing each sampler on 20 guided digits (DDPM-1000 alone takes a while on a CPU)…")
 @roles.heavy
-def cached_sampler_figures(path: str, sha: str, guidance: float) -> list[dict]:
+def cached_sampler_figures(path: str, sha: str, cfg: dict) -> list[dict]:
     from engine.bench import sampling_figures
 
     ck = resources.load_model(path)
     T = ck.schedule_config.T
-    cfgs = [SampleConfig(sampler="ddim", steps=s, guidance=guidance) for s in (5, 10, 25, 50) if s <= T]
-    cfgs += [SampleConfig(sampler="ddpm", steps=s, guidance=guidance) for s in (50, 250, T) if s <= T]
+    base = SampleConfig(**cfg).replace(add_noise=True)
+    cfgs = [base.replace(sampler="ddim", steps=s) for s in (5, 10, 25, 50) if s <= T]
+    cfgs += [base.replace(sampler="ddpm", steps=s) for s in (50, 250, T) if s <= T]
     return sampling_figures(ck, resources.get_judge(), cfgs, per_class=2)
 
 
@@ -159,7 +162,7 @@ def sampler_panel(ck, path: str, cfg: SampleConfig, digit: int, seed: int) -> No
                         "blurry, low-contrast blob. (DDIM with η = 0 is deterministic by design and does not have "
                         "this problem: its update is a different, consistent ODE-like step.)")
     if st.toggle("Measure speed vs quality for DDIM and DDPM step counts (20 digits each)", key="denoising.speed"):
-        rows = cached_sampler_figures(path, ck.sha256, cfg.guidance)
+        rows = cached_sampler_figures(path, ck.sha256, cfg.to_dict())
         import pandas as pd
         import plotly.graph_objects as go
 
