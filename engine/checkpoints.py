@@ -328,6 +328,10 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", *, wit
     has_ema = any(k.startswith("ema.") for k in tensors)
     load_state(model, tensors, "ema." if has_ema else "model.", path / WEIGHTS)
     model.to(device).eval()
+    if torch.device(device).type == "cpu":
+        # oneDNN's convolutions run ~10 % faster on NHWC (channels-last) weights and activations on a CPU; the
+        # numbers are the same, only the memory layout differs. Measured: guided DDIM-25 of 100 digits.
+        model.to(memory_format=torch.channels_last)
     ck = Checkpoint(path, model, mc, sc, tc, rec, meta)
     if with_training_state:
         raw = build_model(mc)

@@ -87,7 +87,7 @@ class SelfAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, C, H, W = x.shape
         nh = self.num_heads
-        qkv = self.qkv(self.norm(x)).view(B, 3, nh, C // nh, H * W)        # (B, 3, nh, hs, HW)
+        qkv = self.qkv(self.norm(x)).reshape(B, 3, nh, C // nh, H * W)        # (B, 3, nh, hs, HW)
         q, k, v = qkv.permute(1, 0, 2, 4, 3).unbind(0)                    # each (B, nh, HW, hs)
         h = F.scaled_dot_product_attention(q, k, v)                        # (B, nh, HW, hs)
         h = h.permute(0, 1, 3, 2).reshape(B, C, H, W)
@@ -123,7 +123,7 @@ class UpConv(nn.Sequential):
         k = _fold_taps(_fold_taps(conv.weight, 3), 3)                      # (2 row phase, 2 col phase, O, I, 2, 2)
         k = k.flatten(0, 2)                                                # (4 O, I, 2, 2), grouped by phase
         out = F.conv2d(F.pad(x, (1, 1, 1, 1)), k, conv.bias.repeat(4))     # (B, 4 O, H + 1, W + 1)
-        out = out.view(B, 2, 2, O, H + 1, W + 1)
+        out = out.reshape(B, 2, 2, O, H + 1, W + 1)
         # phase (a, b) is output pixel (2i + a, 2j + b); its window starts a rows / b columns further in
         rows = [torch.stack([out[:, a, b, :, a:a + H, b:b + W] for b in (0, 1)], -1) for a in (0, 1)]
         return torch.stack(rows, 3).reshape(B, O, 2 * H, 2 * W)            # (B, O, 2H, 2W)

@@ -26,6 +26,11 @@ def test_save_load_gives_identical_samples(saved, tiny_model):
     assert loaded.step == 7 and loaded.recommended == TINY_SAMPLE and loaded.model_config == TINY_MODEL
     s = NoiseSchedule(TINY_SCHEDULE)
     y = torch.tensor([0, 5])
+    for k, v in tiny_model.state_dict().items():
+        assert torch.equal(v, loaded.model.state_dict()[k]), k
+    # loaded on the CPU the model is channels-last (faster convolutions); in the same layout, the same samples
+    tiny_model.to(memory_format=torch.channels_last)
+    assert loaded.model.stem.weight.is_contiguous(memory_format=torch.channels_last)
     assert torch.equal(sample(tiny_model, s, y, TINY_SAMPLE, seeds=[1, 2]), sample(loaded.model, s, y, TINY_SAMPLE, seeds=[1, 2]))
     assert len(loaded.sha256) == 64
     assert oct(os.stat(saved).st_mode & 0o777) == "0o755"
