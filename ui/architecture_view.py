@@ -142,6 +142,13 @@ def _ablation_samples(path: str, sha: str) -> np.ndarray:
     return widgets.to_display(x)
 
 
+@st.cache_data(max_entries=16, show_spinner=False)
+def _mflop(path: str, sha: str) -> float:
+    from engine.summary import total_flops
+
+    return round(total_flops(resources.load_model(path).model) / 1e6, 1)
+
+
 def ablations_panel() -> None:
     """Shipped ablations (equal budget): their measured numbers, loss curves and samples side by side."""
     import json
@@ -154,15 +161,16 @@ def ablations_panel() -> None:
     if entries and (reference / "weights.safetensors").exists():     # the model the ablations take apart
         entries.insert(0, {"name": "default (U-Net)", "path": str(reference)})
     if not entries:
-        st.info("No ablation models are shipped: run scripts/train_ablations.sh, or train the `no-skip`, `no-time` "
-                "and `plain-cnn` presets on the Training page.")
+        st.info("No ablation models are shipped: run scripts/train_ablations.sh, or train the `no-skip`, `no-time`, "
+                "`plain-cnn` and `deep` presets on the Training page.")
         return
     rows, fig = [], go.Figure()
     for e in entries:
         path = Path(e["path"])
         ck = resources.load_model(str(path))
         rep = json.loads((path / "report.json").read_text()) if (path / "report.json").exists() else {}
-        rows.append({"model": e["name"], "params": count_parameters(ck.model), "steps": ck.step,
+        rows.append({"model": e["name"], "params": count_parameters(ck.model),
+                     "MFLOP / image": _mflop(str(path), ck.sha256), "steps": ck.step,
                      "train s": ck.meta.get("wall_time_s"), "judge accuracy": rep.get("accuracy"),
                      "Fréchet ratio": rep.get("frechet_ratio_to_baseline")})
         losses = [(r["step"], r["loss"]) for r in read_metrics(path / "metrics.jsonl") if "loss" in r]
@@ -180,6 +188,8 @@ def ablations_panel() -> None:
         ck = resources.load_model(e["path"])
         col.image(widgets.mosaic(_ablation_samples(e["path"], ck.sha256), cols=5, scale=2), output_format="PNG",
                   caption=f"{e['name']}: digits 0…9")
-    st.caption("Each ablation was trained with the default model's budget and recipe (3,000 steps × 128 digits, same "
-               "seed and data; scripts/train_ablations.sh) and evaluated like it (1,000 samples, DDIM-25, the "
-               "default's guidance): judge accuracy and Fréchet ratio come from each model's evaluate report.")
+    st.caption("Each ablation, and the `deep` variant (two residual blocks per level), was trained with the default "
+               "model's budget and recipe (3,000 steps × 128 digits, same seed and data; scripts/train_ablations.sh) "
+               "and evaluated like it (1,000 samples, DDIM-25, the default's guidance): judge accuracy and Fréchet "
+               "ratio come from each model's evaluate report. Train seconds are not comparable between rows: "
+               "the models were trained with different thread counts, some side by side.")
