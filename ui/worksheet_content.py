@@ -46,7 +46,9 @@ PROMPTS = [
            "pages/architecture.py", "arch", {"digit": 4},
            "The class embedding is added to the time embedding and modulates every residual block (scale and "
            "shift). During training ~10 % of labels are replaced by the null class ∅, so the same network learns "
-           "ε(x_t, ∅); guidance extrapolates (1 + w)·ε(x_t, y) − w·ε(x_t, ∅)."),
+           "ε(x_t, ∅); guidance extrapolates (1 + w)·ε(x_t, y) − w·ε(x_t, ∅). The digit's identity is "
+           "settled at high noise, so the shipped model guides only while t/T ≥ 0.6 (Denoising page, 'guide "
+           "while t/T ≥'): the other steps need one forward instead of two."),
     Prompt("3.1", "Training analysis", "What does the loss value tell us about the model?", "pages/training.py",
            "training", {}, "It measures noise-prediction error averaged over timesteps; it falls fast then "
                            "plateaus, dominated by the hard high-noise buckets, while judge accuracy keeps "
