@@ -193,3 +193,15 @@ def test_denoising_link_with_more_steps_than_the_model_has(app):
     app.switch_page("pages/denoising.py").run()
     _ok(app)
     assert app.number_input(key="denoising.steps").value == 50
+
+
+def test_denoising_guidance_interval_control_reaches_the_sampler(app):
+    app.run()
+    app.query_params["gfrom"] = "0.6"                  # a shared link: guide only while t/T >= 0.6
+    app.switch_page("pages/denoising.py").run()
+    _ok(app)
+    assert app.slider(key="denoising.gfrom").value == 0.6
+    assert any("while t/T ≥ 0.6" in c.value for c in app.caption)
+    app.slider(key="denoising.gfrom").set_value(0.0).run()
+    _ok(app)
+    assert not any("while t/T" in c.value for c in app.caption)
