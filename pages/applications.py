@@ -1,7 +1,6 @@
 """Applications: worksheet 5.1 and 5.2 — inpainting, editing, upscaling, interpolation, and the limits."""
 import streamlit as st
 
-from engine.config import SampleConfig
 from ui import applications_view as view, resources, widgets
 
 import ui  # noqa: E402
