@@ -56,6 +56,12 @@ def test_train_then_sample_writes_the_npz_format(tmp_path):
     assert meta["sha256"] == sha and "--guidance 1.5" in meta["earlier_exports"][0]
     assert (ship / "reports" / "guidance_1.5.json").exists() and (ship / "PROVENANCE.md").exists()
     assert not (ship / "precomputed").exists() and (ship / "snapshots").is_dir()
+    r = _engine("export", "--checkpoint", str(ship), "--out", str(ship), "--force", "--guidance-interval", "0.5", "1")
+    assert r.returncode == 0, r.stderr
+    rec = json.loads((ship / "config.json").read_text())["recommended"]
+    assert rec["guidance"] == 0.3 and rec["guidance_interval"] == [0.5, 1.0]
+    r = _engine("sample", "--checkpoint", str(ship), "--out", str(npz), "--guidance-interval", "0.8", "0.2")
+    assert r.returncode == 2 and "lo < hi" in r.stderr and "Traceback" not in r.stderr
 
     (out / "weights.safetensors").write_bytes(b"\x80\x04garbage")
     r = _engine("sample", "--checkpoint", str(out), "--out", str(npz))
