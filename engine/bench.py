@@ -181,7 +181,7 @@ def _peer_recipe():
     return model, schedule, train, SampleConfig(sampler="ddim", steps=25, guidance=0.0)
 
 
-def time_to_quality(recipe: str, target: float = 0.95, cap_s: float = 480.0, eval_every_s: float = 45.0,
+def time_to_quality(recipe: str, target: float = 0.95, cap_s: float = 480.0, eval_every_s: float = 30.0,
                     per_class: int = 10, log=print) -> dict:
     """Training seconds until the judge reads `target` of freshly generated digits right, or the cap.
 
@@ -370,7 +370,7 @@ def run_bench(quick: bool = False, checkpoint: str | None = None, threads: int |
         res[f"time_to_95_s_{recipe}"] = r["time_to_target_s"]
         res[f"time_to_95_curve_{recipe}"] = r["curve"]
         res[f"time_to_95_guidance_{recipe}"] = r["guidance"]
-        res["time_to_95_protocol"] = ("train from scratch; every 45 s of training, 100 digits DDIM-25 at the recipe's "
+        res["time_to_95_protocol"] = ("train from scratch; every 30 s of training, 100 digits DDIM-25 at the recipe's "
                                       "guidance, judged; evaluation time not counted; cap "
                                       f"{ttq_cap_s:.0f} s (null = not reached within the cap)")
     if res.get("time_to_95_s_peer") is None and "time_to_95_curve_peer" in res:
