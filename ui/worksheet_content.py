@@ -35,13 +35,14 @@ PROMPTS = [
     Prompt("2.1", "Model architecture", "Why is a U-Net well suited to diffusion?", "pages/architecture.py", "arch",
            {"t": 300}, "Downsampling gives every output pixel a view of the whole 28×28 digit at low cost (7×7 "
            "levels are 16× cheaper per channel), while the decoder restores full resolution. The output has the "
-           "input's shape, as ε̂ must. Compare with the plain-CNN ablation: the same 232 MFLOP per image spent at "
-           "full resolution reach 73.7 % judge accuracy and 10× the real Fréchet distance (default: 99.3 %, 1.94×)."),
+           "input's shape, as ε̂ must. Compare with the plain-CNN ablation: about the same FLOPs (232 MFLOP per "
+           "image, the U-Net 211) spent at full resolution reach 73.8 % judge accuracy and 10× the real Fréchet "
+           "distance (default: 99.4 %, 1.92×)."),
     Prompt("2.2", "Model architecture", "What are skip connections and why do they matter?", "pages/architecture.py",
            "arch", {"t": 100}, "Skips concatenate each encoder level's features to the decoder at the same "
                                "resolution, so fine detail lost by downsampling is available when predicting noise "
                                "pixel by pixel. The no-skip ablation (same budget) ends at a higher loss (0.029 vs 0.020) with "
-                               "blurry digits: 57.8 % judge accuracy and 27× the real Fréchet distance."),
+                               "blurry digits: 58.6 % judge accuracy and 26× the real Fréchet distance."),
     Prompt("2.3", "Model architecture", "How is the model conditioned on a digit? How does the context mask work?",
            "pages/architecture.py", "arch", {"digit": 4},
            "The class embedding is added to the time embedding and modulates every residual block (scale and "
@@ -61,7 +62,7 @@ PROMPTS = [
                                             "tells the network how much noise to remove. Told a wrong t, its x̂₀ "
                                             "is clearly worse (see the MSE under each image). The no-time "
                                             "ablation (same budget) trains to almost the default's loss (0.021 vs "
-                                            "0.020) yet its samples fall apart (68.7 % judge accuracy, 745× the "
+                                            "0.020) yet its samples fall apart (68.8 % judge accuracy, 750× the "
                                             "real Fréchet distance): a low loss is not good sampling."),
     Prompt("4.1", "CLIP evaluation", "What do CLIP scores tell you about the generated images? Which got the highest "
            "and lowest?", "pages/clip_evaluation.py", "clip", {},
