@@ -202,6 +202,11 @@ def test_denoising_guidance_interval_control_reaches_the_sampler(app):
     _ok(app)
     assert app.slider(key="denoising.gfrom").value == 0.6
     assert any("while t/T ≥ 0.6" in c.value for c in app.caption)
+    app.slider(key="denoising.frame").set_value(0).run()            # the first step, at t = T - 1: guided
+    assert any("This step is **guided**" in m.value for m in app.markdown)
+    frames = app.slider(key="denoising.frame").max
+    app.slider(key="denoising.frame").set_value(frames - 1).run()   # the last step, near t = 0: not guided
+    assert any("This step is **not guided**" in m.value for m in app.markdown)
     app.slider(key="denoising.gfrom").set_value(0.0).run()
     _ok(app)
     assert not any("while t/T" in c.value for c in app.caption)

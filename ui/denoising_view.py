@@ -56,12 +56,12 @@ def cached_guidance_grid(path: str, sha: str, cfg: dict, weights: tuple[float, .
 
 def trajectory_panel(ck, path: str, digit: int, seed: int, cfg: SampleConfig) -> torch.Tensor:
     tr = cached_trajectory(path, ck.sha256, digit, seed, cfg.to_dict())
-    _scrubber(tr, cfg, seed)
+    _scrubber(tr, cfg, seed, ck.schedule_config.T)
     return tr["final"]
 
 
 @st.fragment
-def _scrubber(tr: dict, cfg: SampleConfig, seed: int) -> None:
+def _scrubber(tr: dict, cfg: SampleConfig, seed: int, T: int) -> None:
     """A fragment: moving through the frames reruns only this panel, not the page (30 learners, 2 cores)."""
     n = len(tr["t"])
     i = st.slider("denoising step", 0, n - 1, n - 1, key="denoising.frame",
@@ -76,6 +76,11 @@ def _scrubber(tr: dict, cfg: SampleConfig, seed: int) -> None:
     with c3:
         st.markdown(f"Frame **{i + 1} / {n}** ({done:.0f} % of denoising done). "
                     f"x̂₀ = (x_t − √(1−ᾱ_t)·ε̂) / √ᾱ_t — the model's guess of the clean digit from where it is now.")
+        if t >= 0 and cfg.guidance > 0:
+            st.markdown("This step is **guided**: two forwards, with and without the label."
+                        if cfg.guidance_at(t, T) > 0 else
+                        f"This step is **not guided** (t/T = {t / T:.2f} is below the guidance interval): "
+                        "the conditional model alone, one forward.")
         lo = cfg.guidance_interval[0]
         st.caption(f"{cfg.sampler.upper()}-{cfg.steps}, guidance w = {cfg.guidance}"
                    + (f" while t/T ≥ {lo:g}" if lo > 0 and cfg.guidance > 0 else "") + f", seed {seed}: "
