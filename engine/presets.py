@@ -1,8 +1,8 @@
 """Named model + training recipes. The Training page and `python -m engine train --preset NAME` use these.
 
 FLOPs and throughput were measured on the project's 2-core CPU (see the README's model table):
-    tiny      0.20 M params,  58 MFLOP/image forward, ~330 train images/s — the live classroom demo
-    default   0.82 M params, 212 MFLOP/image forward (232 before the up-convs ran at low resolution)
+    tiny      0.20 M params,  53 MFLOP/image forward, ~720 train images/s — the live classroom demo
+    default   0.82 M params, 212 MFLOP/image forward, ~275 train images/s — the shipped model
 Widths are cheap at 14x14 and 7x7 and expensive at 28x28 (a 3x3 conv costs H*W*9*Cin*Cout), so capacity
 sits in the lower levels; attention runs only at 7x7 (49 tokens).
 """
