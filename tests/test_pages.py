@@ -90,6 +90,9 @@ def test_denoising_page_renders_trajectory_and_changes_with_digit(app):
     app.slider(key="denoising.frame").set_value(0).run()
     _ok(app)
     assert any("Frame **1 /" in v for v in [m.value for m in app.markdown])
+    # the judge's reading of the final sample is always said: a caption when right, a warning when a miss
+    assert any(c.value.startswith("The judge reads the final sample") for c in app.caption) or \
+        any("a miss" in w.value for w in app.warning)
     app.number_input(key="denoising.digit").set_value(2).run()
     _ok(app)
     assert distance and distance != [m.value for m in app.markdown if m.value.startswith("Pixel distance")]

@@ -169,10 +169,11 @@ def ablations_panel() -> None:
         path = Path(e["path"])
         ck = resources.load_model(str(path))
         rep = json.loads((path / "report.json").read_text()) if (path / "report.json").exists() else {}
-        rows.append({"model": e["name"], "params": count_parameters(ck.model),
+        wall = ck.meta.get("wall_time_s")
+        rows.append({"model": e["name"], "judge accuracy": rep.get("accuracy"),      # what to compare first
+                     "Fréchet ratio": rep.get("frechet_ratio_to_baseline"), "params": count_parameters(ck.model),
                      "MFLOP / image": _mflop(str(path), ck.sha256), "steps": ck.step,
-                     "train s": ck.meta.get("wall_time_s"), "judge accuracy": rep.get("accuracy"),
-                     "Fréchet ratio": rep.get("frechet_ratio_to_baseline")})
+                     "train s": round(wall) if wall else None})
         losses = [(r["step"], r["loss"]) for r in read_metrics(path / "metrics.jsonl") if "loss" in r]
         if losses:
             xs, ys = zip(*losses)

@@ -54,9 +54,33 @@ def cached_guidance_grid(path: str, sha: str, cfg: dict, weights: tuple[float, .
     return {"images": np.stack(images), "accuracy": np.stack(acc) if acc else None}
 
 
+def _report_accuracy(path: str) -> float | None:
+    """Judge accuracy from the model's evaluate report (report.json beside the weights), if it has one."""
+    import json
+    from pathlib import Path
+
+    try:
+        return float(json.loads((Path(path) / "report.json").read_text())["accuracy"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def trajectory_panel(ck, path: str, digit: int, seed: int, cfg: SampleConfig) -> torch.Tensor:
     tr = cached_trajectory(path, ck.sha256, digit, seed, cfg.to_dict())
     _scrubber(tr, cfg, seed, ck.schedule_config.T)
+    judge = resources.get_judge()
+    if judge is not None:                     # say so when this seed is one of the misses, rather than hide it
+        probs, _ = predict(judge, tr["final"])
+        read = int(probs[0].argmax())
+        if read == digit:
+            st.caption(f"The judge reads the final sample as a {read} ({float(probs[0, read]):.0%} confident).")
+        else:
+            report = _report_accuracy(path)
+            st.warning(f"The judge reads this final sample as a **{read}** ({float(probs[0, read]):.0%}), not a "
+                       f"{digit}: a miss. "
+                       + (f"This model's evaluation reads {report:.1%} of 1,000 samples right at its recommended "
+                          "guidance, so misses happen. " if report is not None else "")
+                       + "Raise w or try another seed, and watch the step where the digit's identity settles.")
     return tr["final"]
 
 
