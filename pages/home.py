@@ -37,6 +37,8 @@ if path:
         m = json.loads(report.read_text()) if report.exists() else {}
         st.caption(f"Loaded model: `{path}` — step {ck.step}, recommended sampler {ck.recommended.sampler.upper()}-"
                    f"{ck.recommended.steps} with guidance w = {ck.recommended.guidance}"
+                   + ("" if ck.recommended.guidance_interval == (0.0, 1.0) else
+                      " for t/T in [{:g}, {:g}]".format(*ck.recommended.guidance_interval))
                    + (f"; measured judge accuracy {m['accuracy']:.1%} on {m.get('n_samples')} samples, Fréchet "
                       f"distance {m['frechet_ratio_to_baseline']}× the real-vs-real baseline" if "accuracy" in m else ""))
     except Exception as e:  # a corrupt model must not break the landing page
