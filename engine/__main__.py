@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 import time
@@ -132,9 +133,15 @@ def cmd_train(a: argparse.Namespace) -> int:
         same = replicas_identical(run.model)
         if run.is_main:
             print(f"distributed: {run.world_size} processes, replicas identical: {same}")
+            print(f"done: {run.step_count} steps in {run.wall_time:.0f} s "
+                  f"({run.images_seen / max(run.wall_time, 1e-9):.0f} images/s); checkpoint in {out}")
+        dist.barrier()                 # no rank leaves while another is still inside a collective
         dist.destroy_process_group()
-        if not run.is_main:
-            return 0 if same else 1
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # The checkpoint is saved. Leave without the interpreter's teardown: gloo's worker threads, still
+        # referenced by DDP, now and then abort a process there ("terminate called without an active exception").
+        os._exit(0 if same else 1)
     print(f"done: {run.step_count} steps in {run.wall_time:.0f} s "
           f"({run.images_seen / max(run.wall_time, 1e-9):.0f} images/s); checkpoint in {out}")
     return 0
