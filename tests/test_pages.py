@@ -213,3 +213,22 @@ def test_denoising_guidance_interval_control_reaches_the_sampler(app):
     app.slider(key="denoising.gfrom").set_value(0.0).run()
     _ok(app)
     assert not any("while t/T" in c.value for c in app.caption)
+
+
+def test_denoising_speed_vs_quality_chart_runs_and_ignores_the_seed(app, monkeypatch):
+    import engine.bench
+
+    calls = []
+    real = engine.bench.sampling_figures
+    monkeypatch.setattr(engine.bench, "sampling_figures", lambda *a, **k: calls.append(1) or real(*a, **k))
+    app.run()
+    app.switch_page("pages/denoising.py").run()
+    app.toggle(key="denoising.speed").set_value(True).run()
+    _ok(app)
+    assert len(app.get("plotly_chart")) >= 1 and len(calls) == 1
+    app.number_input(key="denoising.seed").set_value(3).run()      # a new seed: the chart is not measured again
+    _ok(app)
+    assert len(calls) == 1
+    app.slider(key="denoising.w").set_value(2.0).run()             # a new guidance weight: measured again
+    _ok(app)
+    assert len(calls) == 2

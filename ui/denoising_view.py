@@ -54,13 +54,14 @@ def cached_guidance_grid(path: str, sha: str, cfg: dict, weights: tuple[float, .
     return {"images": np.stack(images), "accuracy": np.stack(acc) if acc else None}
 
 
-def _report_accuracy(path: str) -> float | None:
-    """Judge accuracy from the model's evaluate report (report.json beside the weights), if it has one."""
+def _report_accuracy(path: str) -> tuple[float, int] | None:
+    """(judge accuracy, samples) from the model's evaluate report (report.json beside the weights), if any."""
     import json
     from pathlib import Path
 
     try:
-        return float(json.loads((Path(path) / "report.json").read_text())["accuracy"])
+        report = json.loads((Path(path) / "report.json").read_text())
+        return float(report["accuracy"]), int(report["n_samples"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -78,8 +79,8 @@ def trajectory_panel(ck, path: str, digit: int, seed: int, cfg: SampleConfig) ->
             report = _report_accuracy(path)
             st.warning(f"The judge reads this final sample as a **{read}** ({float(probs[0, read]):.0%}), not a "
                        f"{digit}: a miss. "
-                       + (f"This model's evaluation reads {report:.1%} of 1,000 samples right at its recommended "
-                          "guidance, so misses happen. " if report is not None else "")
+                       + (f"This model's evaluation reads {report[0]:.1%} of {report[1]:,} samples right at its "
+                          "recommended guidance, so misses happen. " if report is not None else "")
                        + "Raise w or try another seed, and watch the step where the digit's identity settles.")
     return tr["final"]
 
@@ -163,12 +164,12 @@ def memorisation_panel(final: torch.Tensor) -> None:
 
 @st.cache_data(max_entries=4, show_spinner="Timing each sampler on 20 guided digits (DDPM-1000 alone takes a while on a CPU)…")
 @roles.heavy
-def cached_sampler_figures(path: str, sha: str, cfg: dict) -> list[dict]:
+def cached_sampler_figures(path: str, sha: str, guidance: float, interval: tuple[float, float]) -> list[dict]:
     from engine.bench import sampling_figures
 
     ck = resources.load_model(path)
     T = ck.schedule_config.T
-    base = SampleConfig(**cfg).replace(add_noise=True)
+    base = SampleConfig(guidance=guidance, guidance_interval=interval)   # only these shape the chart: its key
     cfgs = [base.replace(sampler="ddim", steps=s) for s in (5, 10, 25, 50) if s <= T]
     cfgs += [base.replace(sampler="ddpm", steps=s) for s in (50, 250, T) if s <= T]
     return sampling_figures(ck, resources.get_judge(), cfgs, per_class=2)
@@ -191,7 +192,7 @@ def sampler_panel(ck, path: str, cfg: SampleConfig, digit: int, seed: int) -> No
                         "blurry, low-contrast blob. (DDIM with η = 0 is deterministic by design and does not have "
                         "this problem: its update is a different, consistent ODE-like step.)")
     if st.toggle("Measure speed vs quality for DDIM and DDPM step counts (20 digits each)", key="denoising.speed"):
-        rows = cached_sampler_figures(path, ck.sha256, cfg.to_dict())
+        rows = cached_sampler_figures(path, ck.sha256, cfg.guidance, cfg.guidance_interval)
         import pandas as pd
         import plotly.graph_objects as go
 
