@@ -16,8 +16,6 @@ took minutes and gave ~1.1x on one thread, so each batch size is compiled on its
 """
 from __future__ import annotations
 
-import threading
-
 import torch
 import torch.nn as nn
 
@@ -26,7 +24,8 @@ class CompiledDenoiser(nn.Module):
     """Wraps a denoiser: forward runs the torch.compile'd graph, or the eager model if compiling failed.
 
     Exposes the wrapped model's `cfg` and parameters, so every sampler accepts it in place of the model. Each
-    batch size gets its own compiled graph; the `capture` argument (feature maps) always runs eagerly.
+    batch size gets its own compiled graph; the `capture` argument (feature maps) always runs eagerly. Meant for
+    one caller at a time (the CLI and the bench), not for the dashboard's concurrent sessions.
     """
 
     def __init__(self, model: nn.Module) -> None:
@@ -34,7 +33,6 @@ class CompiledDenoiser(nn.Module):
         self.inner = model.eval()
         self.cfg = getattr(model, "cfg", None)
         self.error: str | None = None
-        self._lock = threading.Lock()
         try:
             self._compiled = torch.compile(model, dynamic=False)
         except Exception as e:  # torch without a working dynamo (unsupported Python, ...)
@@ -50,8 +48,7 @@ class CompiledDenoiser(nn.Module):
         if capture is not None or self._compiled is None or torch.is_grad_enabled():
             return self.inner(x, t, y, style, capture)
         try:
-            with self._lock:   # compiling is not thread-safe; once compiled, calls are cheap to serialise
-                return self._compiled(x, t, y, style)
+            return self._compiled(x, t, y, style)
         except Exception as e:  # no C++ compiler, unsupported op, ...: fall back for good, keep the reason
             self.error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
             self._compiled = None

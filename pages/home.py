@@ -1,6 +1,4 @@
 """Home: what Diffusion Lab is, which model is loaded, and where each worksheet question is answered."""
-import json
-from pathlib import Path
 
 import streamlit as st
 
@@ -33,8 +31,7 @@ path = st.session_state.get("app.model_path")
 if path:
     try:
         ck = resources.load_model(path)
-        report = Path(path) / "report.json"
-        m = json.loads(report.read_text()) if report.exists() else {}
+        m = resources.model_report(path)
         st.caption(f"Loaded model: `{path}` — step {ck.step}, recommended sampler {ck.recommended.sampler.upper()}-"
                    f"{ck.recommended.steps} with guidance w = {ck.recommended.guidance}"
                    + ("" if ck.recommended.guidance_interval == (0.0, 1.0) else

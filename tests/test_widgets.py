@@ -61,3 +61,13 @@ def test_painted_mask_marks_the_painted_region_missing():
     ImageDraw.Draw(img).rectangle([140, 0, 279, 279], fill=255)           # paint the right half
     m = png_to_mask(_png(img))
     assert m.shape == (1, 1, 28, 28) and m[0, 0, :, :13].min() == 1 and m[0, 0, :, 15:].max() == 0
+
+
+def test_model_report_reads_the_evaluate_report_and_tolerates_none_or_corrupt(tmp_path):
+    from ui.resources import model_report
+
+    assert model_report(tmp_path) == {}
+    (tmp_path / "report.json").write_text("{not json")
+    assert model_report(tmp_path) == {}
+    (tmp_path / "report.json").write_text('{"accuracy": 0.994, "n_samples": 1000}')
+    assert model_report(str(tmp_path)) == {"accuracy": 0.994, "n_samples": 1000}

@@ -151,8 +151,6 @@ def _mflop(path: str, sha: str) -> float:
 
 def ablations_panel() -> None:
     """Shipped ablations (equal budget): their measured numbers, loss curves and samples side by side."""
-    import json
-
     from engine.checkpoints import list_checkpoints
     from engine.training import read_metrics
 
@@ -168,7 +166,7 @@ def ablations_panel() -> None:
     for e in entries:
         path = Path(e["path"])
         ck = resources.load_model(str(path))
-        rep = json.loads((path / "report.json").read_text()) if (path / "report.json").exists() else {}
+        rep = resources.model_report(path)
         wall = ck.meta.get("wall_time_s")
         rows.append({"model": e["name"], "judge accuracy": rep.get("accuracy"),      # what to compare first
                      "Fréchet ratio": rep.get("frechet_ratio_to_baseline"), "params": count_parameters(ck.model),

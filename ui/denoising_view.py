@@ -54,18 +54,6 @@ def cached_guidance_grid(path: str, sha: str, cfg: dict, weights: tuple[float, .
     return {"images": np.stack(images), "accuracy": np.stack(acc) if acc else None}
 
 
-def _report_accuracy(path: str) -> tuple[float, int] | None:
-    """(judge accuracy, samples) from the model's evaluate report (report.json beside the weights), if any."""
-    import json
-    from pathlib import Path
-
-    try:
-        report = json.loads((Path(path) / "report.json").read_text())
-        return float(report["accuracy"]), int(report["n_samples"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
 def trajectory_panel(ck, path: str, digit: int, seed: int, cfg: SampleConfig) -> torch.Tensor:
     tr = cached_trajectory(path, ck.sha256, digit, seed, cfg.to_dict())
     _scrubber(tr, cfg, seed, ck.schedule_config.T)
@@ -76,11 +64,12 @@ def trajectory_panel(ck, path: str, digit: int, seed: int, cfg: SampleConfig) ->
         if read == digit:
             st.caption(f"The judge reads the final sample as a {read} ({float(probs[0, read]):.0%} confident).")
         else:
-            report = _report_accuracy(path)
+            report = resources.model_report(path)
             st.warning(f"The judge reads this final sample as a **{read}** ({float(probs[0, read]):.0%}), not a "
                        f"{digit}: a miss. "
-                       + (f"This model's evaluation reads {report[0]:.1%} of {report[1]:,} samples right at its "
-                          "recommended guidance, so misses happen. " if report is not None else "")
+                       + (f"This model's evaluation reads {report['accuracy']:.1%} of {report['n_samples']:,} "
+                          "samples right at its recommended guidance, so misses happen. "
+                          if "accuracy" in report and "n_samples" in report else "")
                        + "Raise w or try another seed, and watch the step where the digit's identity settles.")
     return tr["final"]
 

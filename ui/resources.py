@@ -73,6 +73,17 @@ def _load_model(path: str, stamp: float):
     return load_checkpoint(path)
 
 
+def model_report(path: str | Path) -> dict:
+    """The model's evaluate report (report.json beside its weights), or {} when it has none or it is unreadable."""
+    import json
+
+    try:
+        report = json.loads((Path(path) / "report.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return report if isinstance(report, dict) else {}
+
+
 def load_model(path: str):
     """A checkpoint, reloaded when its folder changes on disk (a run that keeps training)."""
     meta = Path(path) / "meta.json"
