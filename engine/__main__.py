@@ -336,7 +336,7 @@ def cmd_bench(a: argparse.Namespace) -> int:
 
     recipes = tuple(r for r in (a.time_to_quality or "").split(",") if r)
     if not a.quick and a.time_to_quality is None:
-        recipes = ("tiny", "default", "peer")
+        recipes = ("tiny", "fast", "default", "peer")
     res = run_bench(quick=a.quick, checkpoint=a.checkpoint, threads=a.threads, peer=not a.no_peer,
                     time_to_quality_recipes=recipes, ttq_cap_s=a.ttq_cap)
     print("\n" + "\n".join(f"{k:32s} {v}" for k, v in res.items() if not isinstance(v, list)))
@@ -433,7 +433,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a diffusion model (atomic checkpoints, resumable)")
     src = t.add_mutually_exclusive_group()
-    src.add_argument("--preset", default="default", help="tiny, default, wide, deep, no-skip, no-time, plain-cnn, one-step")
+    from .presets import PRESETS
+
+    src.add_argument("--preset", default="default", help=", ".join(PRESETS))
     src.add_argument("--config", help="JSON file with model/schedule/train/recommended sections")
     t.add_argument("--steps", type=int)
     t.add_argument("--batch-size", type=int)
@@ -537,7 +539,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--no-peer", action="store_true", help="skip the diffusers peer")
     b.add_argument("--time-to-quality", metavar="RECIPES",
                    help="comma-separated recipes (presets or 'peer') to time to 95 %% judge accuracy; the full bench "
-                        "runs tiny,default,peer, --quick none; '' for none")
+                        "runs tiny,fast,default,peer, --quick none; '' for none")
     b.add_argument("--ttq-cap", type=float, default=480.0, help="training seconds before giving up (default 480)")
     b.add_argument("--out", help="write the figures as JSON (flat keys)")
     b.set_defaults(func=cmd_bench)

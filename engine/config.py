@@ -25,9 +25,9 @@ def _check_range(name: str, value: float, lo: float, hi: float, *, integer: bool
         raise ConfigError(f"{name} must be between {lo:g} and {hi:g}, got {value!r}")
 
 
-def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+def _check_choice(name: str, value, choices: tuple) -> None:
     if value not in choices:
-        raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+        raise ConfigError(f"{name} must be one of {', '.join(map(str, choices))}; got {value!r}")
 
 
 class _Serialisable:
@@ -61,6 +61,10 @@ class ModelConfig(_Serialisable):
 
     arch: "unet" (the real model) or "cnn" (a plain same-resolution CNN denoiser, for the ablation).
     channel_mults: one entry per resolution level; 28x28 input gives levels 28, 14, 7 for three entries.
+    patch_size: 1, or 2 for a pixel-unshuffle stem: each 2x2 patch of pixels becomes 4 channels of one position
+        (Hoogeboom et al. 2023, "simple diffusion"), so the U-Net's levels start at 14x14 (14, 7 for two entries)
+        and the head's 4 channels are shuffled back into 2x2 pixels. The full-resolution level is where most of
+        a small U-Net's FLOPs go, so this is the cheap design for sampling on a CPU.
     skip_connections / time_embedding / class_embedding: switches for the ablations on the Architecture page.
     style_dim: number of continuous style inputs (0 = none; 2 = thickness and slant).
     """
@@ -71,6 +75,7 @@ class ModelConfig(_Serialisable):
     base_channels: int = 32
     channel_mults: tuple[int, ...] = (1, 2, 2)
     num_res_blocks: int = 1
+    patch_size: int = 1
     attention: bool = True  # self-attention at the lowest resolution only (7x7 = 49 tokens: cheap)
     num_heads: int = 4
     time_embedding: bool = True
@@ -91,10 +96,14 @@ class ModelConfig(_Serialisable):
             raise ConfigError(f"channel_mults must have 1 to 4 entries, got {self.channel_mults!r}")
         for m in self.channel_mults:
             _check_range("each channel multiplier", m, 1, 16, integer=True)
+        _check_range("patch_size", self.patch_size, 1, 2, integer=True)
+        if self.arch != "unet" and self.patch_size != 1:
+            raise ConfigError("patch_size 2 (a pixel-unshuffle stem) is for arch='unet' only")
         downs = len(self.channel_mults) - 1
-        if self.arch == "unet" and self.image_size % (2 ** downs):
+        if self.arch == "unet" and self.image_size % (self.patch_size * 2 ** downs):
+            patches = f"split into {self.patch_size}x{self.patch_size} patches and " if self.patch_size > 1 else ""
             raise ConfigError(
-                f"image_size {self.image_size} cannot be halved {downs} times; use fewer channel_mults")
+                f"image_size {self.image_size} cannot be {patches}halved {downs} times; use fewer channel_mults")
         _check_range("num_res_blocks (depth)", self.num_res_blocks, 1, 8, integer=True)
         _check_range("num_heads", self.num_heads, 1, 16, integer=True)
         _check_range("num_classes", self.num_classes, 1, 1000, integer=True)

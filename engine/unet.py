@@ -11,6 +11,9 @@ eps_pred = model(x_t, t, y, style)  predicts the noise that was added to x_0 to 
 Design (Ho et al. 2020 / Dhariwal & Nichol 2021, sized for a CPU laptop):
     stem conv -> [ResBlocks -> downsample] per level -> ResBlock, self-attention, ResBlock at 7x7
     -> [concat skip -> ResBlocks -> upsample] per level -> GroupNorm, SiLU, conv (zero-initialised).
+With patch_size 2 the stem first folds each 2x2 patch of pixels into 4 channels (pixel-unshuffle), so the levels
+start at 14x14, and the head's 4 output channels are unfolded back into 2x2 pixels (pixel-shuffle): the same
+network minus its 28x28 level, where most of the FLOPs were (Hoogeboom et al. 2023, "simple diffusion").
 The time step enters every residual block through an embedding (sinusoidal features + MLP) that is added to
 the class and style embeddings and applied as a per-channel scale and shift (FiLM, "adaptive GroupNorm").
 This file imports nothing from the rest of the project (nanoGPT's habit): a learner can read it alone.
@@ -182,7 +185,8 @@ class UNet(nn.Module):
         uses_emb = cfg.time_embedding or cfg.class_embedding or cfg.style_dim > 0
         self.cond = Conditioning(cfg, emb_dim)
         e = emb_dim if uses_emb else 0
-        self.stem = nn.Conv2d(cfg.in_channels, ch[0], 3, padding=1)
+        p = cfg.patch_size
+        self.stem = nn.Conv2d(cfg.in_channels * p * p, ch[0], 3, padding=1)
 
         self.down = nn.ModuleList()
         self.downsample = nn.ModuleList()
@@ -216,7 +220,7 @@ class UNet(nn.Module):
                 c_prev = ch[i - 1]
 
         self.head = nn.Sequential(nn.GroupNorm(_groups(c_prev), c_prev), nn.SiLU(),
-                                  nn.Conv2d(c_prev, cfg.in_channels, 3, padding=1))
+                                  nn.Conv2d(c_prev, cfg.in_channels * p * p, 3, padding=1))
         nn.init.zeros_(self.head[-1].weight)
         nn.init.zeros_(self.head[-1].bias)
 
@@ -224,7 +228,10 @@ class UNet(nn.Module):
                 style: torch.Tensor | None = None, capture: dict | None = None) -> torch.Tensor:
         B = x.shape[0]
         emb = self.cond(t, y, style, B, x.device)                              # (B, E) or None
-        h = self.stem(x)                                                        # (B, ch0, 28, 28)
+        p = self.cfg.patch_size
+        if p > 1:
+            x = F.pixel_unshuffle(x, p)                                         # (B, C*p*p, 28/p, 28/p)
+        h = self.stem(x)                                                        # (B, ch0, 28/p, 28/p)
         skips = []
         for i, (blocks, down) in enumerate(zip(self.down, self.downsample)):
             for block in blocks:
@@ -245,7 +252,8 @@ class UNet(nn.Module):
             if capture is not None:
                 capture[f"up{len(skips) - 1 - k} ({h.shape[-1]}x{h.shape[-1]})"] = h.detach()
             h = up(h)
-        return self.head(h)                                                     # (B, C, 28, 28)
+        out = self.head(h)                                                      # (B, C*p*p, 28/p, 28/p)
+        return F.pixel_shuffle(out, p) if p > 1 else out                        # (B, C, 28, 28)
 
 
 class PlainCNN(nn.Module):

@@ -11,6 +11,9 @@ from engine.config import ConfigError, ModelConfig, SampleConfig, ScheduleConfig
     (lambda: ModelConfig(base_channels=10_000), "width"),
     (lambda: ModelConfig(base_channels=30), "multiple of 4"),
     (lambda: ModelConfig(channel_mults=(1, 2, 2, 2)), "cannot be halved"),
+    (lambda: ModelConfig(patch_size=3), "patch_size must be between 1 and 2"),
+    (lambda: ModelConfig(patch_size=2, channel_mults=(1, 2, 2)), "2x2 patches and halved 2 times"),
+    (lambda: ModelConfig(patch_size=2, arch="cnn", attention=False), "for arch='unet' only"),
     (lambda: SampleConfig(guidance=25), "guidance weight must be between 0 and 10, got 25"),
     (lambda: SampleConfig(sampler="euler"), "sampler must be one of ddim, ddpm"),
     (lambda: ScheduleConfig(kind="sigmoid"), "schedule must be one of"),
@@ -27,7 +30,7 @@ def test_bad_values_raise_clear_errors(make, fragment):
 
 
 def test_round_trip_through_dict():
-    for c in (ModelConfig(channel_mults=(1, 2)), ScheduleConfig(kind="linear", T=300), TrainConfig(lr=1e-3),
+    for c in (ModelConfig(channel_mults=(1, 2)), ModelConfig(patch_size=2, channel_mults=(1, 1)), ScheduleConfig(kind="linear", T=300), TrainConfig(lr=1e-3),
               SampleConfig(sampler="ddpm", steps=100), SampleConfig(guidance_interval=(0.5, 1.0))):
         assert type(c).from_dict(c.to_dict()) == c
 

@@ -11,6 +11,7 @@ from .conftest import TINY_MODEL
 @pytest.mark.parametrize("changes", [
     {}, {"skip_connections": False}, {"time_embedding": False}, {"class_embedding": False},
     {"arch": "cnn", "attention": False}, {"style_dim": 2}, {"num_res_blocks": 2}, {"channel_mults": (1, 2, 2)},
+    {"patch_size": 2}, {"patch_size": 2, "skip_connections": False, "style_dim": 2},
 ])
 def test_every_variant_maps_images_to_same_shape(changes):
     model = build_model(TINY_MODEL.replace(**changes))
@@ -74,3 +75,27 @@ def test_upconv_equals_upsample_then_conv_in_values_and_gradients(size):
                              torch.autograd.grad(reference.square().sum(), params)):
         torch.testing.assert_close(g_fast, g_ref, rtol=1e-4, atol=1e-4)
     assert list(up.state_dict()) == ["1.weight", "1.bias"]     # same keys as nn.Sequential(Upsample, Conv2d)
+
+
+def test_patch_stem_removes_the_full_resolution_level_and_sees_every_pixel():
+    """The `fast` design: a 2x2 pixel-unshuffle stem, so no layer runs at 28x28, at about a third of the FLOPs."""
+    from engine.presets import get_preset
+
+    fast, default = get_preset("fast").model, get_preset("default").model
+    assert fast.patch_size == 2
+    rows = model_summary(build_model(fast))
+    assert max(r.out_shape[-1] for r in rows) == 14 and rows[0].in_shape == (1, 4, 14, 14)
+    assert total_flops(build_model(fast)) < 0.4 * total_flops(build_model(default))
+
+    torch.manual_seed(0)
+    model = build_model(TINY_MODEL.replace(patch_size=2)).eval()
+    for p in model.parameters():          # a trained-like network (the zero-initialised head outputs nothing)
+        p.data.normal_(0, 0.1)
+    x = torch.randn(1, 1, 28, 28)
+    t, y = torch.tensor([10]), torch.tensor([3])
+    base = model(x, t, y)
+    for (i, j) in [(0, 0), (0, 1), (1, 0), (1, 1)]:   # each of one patch's four pixels reaches the output
+        x2 = x.clone()
+        x2[0, 0, 10 + i, 10 + j] += 1.0
+        diff = (model(x2, t, y) - base).abs()[0, 0]
+        assert diff[10 + i, 10 + j] > 1e-3 * diff.max()
