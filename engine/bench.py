@@ -98,8 +98,12 @@ def sampling_figures(checkpoint, judge, configs: list[SampleConfig], per_class: 
     return out
 
 
-def compiled_sampling(checkpoint, judge, config: SampleConfig, log=print) -> dict:
-    """The same 100 guided digits through torch.compile: one-off compile seconds, then the median of 3 runs."""
+def compiled_sampling(checkpoint, judge, config: SampleConfig, log=print, name: str = "") -> dict:
+    """The same 100 guided digits through torch.compile: one-off compile seconds, then the median of 3 runs.
+
+    name: "" for the default model's keys (sample_100_ddim25_compiled_s, ...), "fast" for ..._ddim25_fast_...
+    """
+    tag = f"_{name}" if name else ""
     from .accel import compile_denoiser, warm_up
     from .judge import predict
     from .sampling import class_labels, sample
@@ -110,14 +114,42 @@ def compiled_sampling(checkpoint, judge, config: SampleConfig, log=print) -> dic
     compile_s = warm_up(model, (100, 200))
     if not model.active:
         log(f"compiled sampling skipped: torch.compile failed ({model.error})")
-        return {"compile_error": model.error}
+        return {f"compile{tag}_error": model.error}
     out: dict = {}
     dt = _median_time(lambda: out.__setitem__("x", sample(model, schedule, labels, config)), 3, warmup=0)
-    res = {"compile_s": round(compile_s, 1), "sample_100_ddim25_compiled_s": round(dt, 3)}
+    res = {f"compile{tag}_s": round(compile_s, 1), f"sample_100_ddim25{tag}_compiled_s": round(dt, 3)}
     if judge is not None:
         probs, _ = predict(judge, out["x"])
-        res["sample_100_ddim25_compiled_judge_accuracy"] = round(float((probs.argmax(1) == labels).float().mean()), 4)
-    log(f"sample 100 guided digits DDIM-25, torch.compile'd: {dt:.2f} s after a {compile_s:.0f} s one-off compile")
+        res[f"sample_100_ddim25{tag}_compiled_judge_accuracy"] = round(
+            float((probs.argmax(1) == labels).float().mean()), 4)
+    log(f"sample 100 guided digits DDIM-25{' (' + name + ' model)' if name else ''}, torch.compile'd: {dt:.2f} s "
+        f"after a {compile_s:.0f} s one-off compile")
+    return res
+
+
+def fast_model_sampling(path: Path, quick: bool, log=print) -> dict:
+    """The shipped `fast` model (2x2 patch stem, no 28x28 level): 100 guided DDIM-25 digits at its own
+    recommendation, eager (median of 3) and, in the full bench, compiled; seconds and judge accuracy."""
+    from .checkpoints import load_checkpoint
+    from .judge import load_judge, predict
+    from .sampling import class_labels, sample
+
+    ck = load_checkpoint(path)
+    judge = load_judge()
+    rec = ck.recommended.replace(sampler="ddim", steps=25)
+    labels = class_labels(10)
+    schedule = NoiseSchedule(ck.schedule_config)
+    out: dict = {}
+    sample(ck.model, schedule, labels, rec)                     # warm-up (first-call allocations)
+    dt = _median_time(lambda: out.__setitem__("x", sample(ck.model, schedule, labels, rec)), 3, warmup=0)
+    acc = float((predict(judge, out["x"])[0].argmax(1) == labels).float().mean())
+    res = {"sample_100_ddim25_fast_s": round(dt, 3), "sample_100_ddim25_fast_judge_accuracy": round(acc, 4),
+           "sample_fast_guidance": rec.guidance, "sample_fast_guidance_interval": list(rec.guidance_interval),
+           "forward_mflop_fast_model": round(total_flops(ck.model) / 1e6, 1)}
+    log(f"sample 100 guided digits DDIM-25 with the fast model: {dt:.2f} s, judge accuracy {acc:.1%} "
+        f"(w = {rec.guidance}, guided where t/T in [{rec.guidance_interval[0]:g}, {rec.guidance_interval[1]:g}])")
+    if not quick:
+        res.update(compiled_sampling(ck, judge, rec, log, name="fast"))
     return res
 
 
@@ -290,7 +322,7 @@ def run_bench(quick: bool = False, checkpoint: str | None = None, threads: int |
     res["matmul_gflops"] = round(matmul_gflops(), 1)
     log(f"matmul 1024² fp32: {res['matmul_gflops']} GFLOP/s ({res['threads']} threads)")
     schedule = NoiseSchedule(ScheduleConfig())
-    for name in ("tiny", "default"):
+    for name in ("tiny", "fast", "default"):
         p = get_preset(name)
         torch.manual_seed(0)
         model = build_model(p.model)
@@ -301,6 +333,7 @@ def run_bench(quick: bool = False, checkpoint: str | None = None, threads: int |
         res[f"train_gflops_{name}"] = round(3 * flops * ips / 1e9, 1)   # backward ~ 2x forward
         log(f"train {name}: {ips:.0f} images/s, {3 * flops * ips / 1e9:.0f} GFLOP/s")
     res["train_flops_utilisation"] = round(res["train_gflops_default"] / res["matmul_gflops"], 3)
+    res["train_flops_utilisation_fast"] = round(res["train_gflops_fast"] / res["matmul_gflops"], 3)
     if peer:
         try:
             torch.manual_seed(0)
@@ -348,6 +381,9 @@ def run_bench(quick: bool = False, checkpoint: str | None = None, threads: int |
                 f"judge accuracy {r.get('judge_accuracy', float('nan')):.1%}")
         if not quick:
             res.update(compiled_sampling(ck, judge, ddim25, log))
+    fast_path = ROOT / "checkpoints" / "fast"
+    if checkpoint is None and (fast_path / "weights.safetensors").exists():
+        res.update(fast_model_sampling(fast_path, quick, log))
     try:
         from .clip_eval import load_digit_clip
 

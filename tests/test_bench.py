@@ -33,3 +33,17 @@ def test_time_to_quality_protocol_runs_for_ours_and_the_peer():
 def test_forward_page_latency_is_measured_in_the_page():
     f = bench.forward_page_ms(2)
     assert f["forward_panel_ms"] > 0 and f["forward_page_ms"] >= f["forward_panel_ms"]
+
+
+def test_fast_model_sampling_reports_seconds_and_judge_accuracy_at_its_recommendation(tmp_path):
+    """The bench's figure for the shipped `fast` model, here on an untrained patch-stem model with a short config."""
+    from engine.checkpoints import save_checkpoint
+    from engine.config import SampleConfig
+
+    mc = TINY_MODEL.replace(patch_size=2)
+    path = save_checkpoint(tmp_path / "fast", model=build_model(mc), ema_model=None, model_config=mc,
+                           schedule_config=ScheduleConfig(T=50), train_config=None,
+                           recommended=SampleConfig(guidance=0.4, guidance_interval=(0.6, 1.0)))
+    r = bench.fast_model_sampling(path, quick=True, log=lambda *_: None)
+    assert r["sample_100_ddim25_fast_s"] > 0 and 0.0 <= r["sample_100_ddim25_fast_judge_accuracy"] <= 1.0
+    assert r["sample_fast_guidance_interval"] == [0.6, 1.0] and r["forward_mflop_fast_model"] > 0
