@@ -65,9 +65,13 @@ def summary_panel(ck, path: str) -> None:
     df = pd.DataFrame(rows)[["name", "kind", "in_shape", "out_shape", "params", "flops"]]
     df["MFLOP"] = (df.pop("flops") / 1e6).round(1)
     c2.dataframe(df, hide_index=True, height=520)
+    patch = getattr(ck.model_config, "patch_size", 1)
+    folded = (f" This model folds each {patch}×{patch} patch of pixels into {patch * patch} channels before its stem "
+              f"and unfolds its head's output back into pixels, so none of its layers runs at 28×28."
+              if patch > 1 else "")
     st.caption(f"{count_parameters(ck.model):,} parameters, {df['MFLOP'].sum():.0f} MFLOP per image forward "
                f"(a 3×3 conv costs H·W·9·C_in·C_out: 28×28 levels are the expensive ones). Red dotted arcs: "
-               f"skip connections — the encoder's feature map is concatenated to the decoder's input.")
+               f"skip connections — the encoder's feature map is concatenated to the decoder's input.{folded}")
 
 
 def feature_panel(ck, digit: int, t: int) -> None:
@@ -158,6 +162,9 @@ def ablations_panel() -> None:
     reference = resources.SHIPPED_ROOT / "default"
     if entries and (reference / "weights.safetensors").exists():     # the model the ablations take apart
         entries.insert(0, {"name": "default (U-Net)", "path": str(reference)})
+    fast = resources.SHIPPED_ROOT / "fast"
+    if entries and (fast / "weights.safetensors").exists():          # the same U-Net without its 28x28 level
+        entries.insert(1, {"name": "fast (2×2 patch stem)", "path": str(fast)})
     if not entries:
         st.info("No ablation models are shipped: run scripts/train_ablations.sh, or train the `no-skip`, `no-time`, "
                 "`plain-cnn` and `deep` presets on the Training page.")
@@ -190,5 +197,7 @@ def ablations_panel() -> None:
     st.caption("Each ablation, and the `deep` variant (two residual blocks per level), was trained with the default "
                "model's budget and recipe (3,000 steps × 128 digits, same seed and data; scripts/train_ablations.sh) "
                "and evaluated like it (1,000 samples, DDIM-25, the default's guidance): judge accuracy and Fréchet "
-               "ratio come from each model's evaluate report. Train seconds are not comparable between rows: "
+               "ratio come from each model's evaluate report. `fast` is a design, not an ablation: the default's "
+               "recipe with a 2×2 pixel-unshuffle stem, so none of its layers runs at 28×28 (its steps and its own "
+               "guidance are in its PROVENANCE.md). Train seconds are not comparable between rows: "
                "the models were trained with different thread counts, some side by side.")

@@ -197,3 +197,9 @@ def sampler_panel(ck, path: str, cfg: SampleConfig, digit: int, seed: int) -> No
         c1, c2 = st.columns([2, 1])
         c1.plotly_chart(fig, key="denoising.speedchart")
         c2.dataframe(df, hide_index=True)
+        fast = resources.SHIPPED_ROOT / "fast"
+        if (ck.model_config.patch_size == 1 and (fast / "weights.safetensors").exists()
+                and not torch.cuda.is_available()):
+            c2.caption("Sampling on a CPU: the shipped `fast` model (pick it in the sidebar) folds 2×2 pixel patches "
+                       "into channels and has no 28×28 level, a third of this model's FLOPs per step. The Architecture "
+                       "page compares the two.")
