@@ -46,4 +46,4 @@ def test_fast_model_sampling_reports_seconds_and_judge_accuracy_at_its_recommend
                            recommended=SampleConfig(guidance=0.4, guidance_interval=(0.6, 1.0)))
     r = bench.fast_model_sampling(path, quick=True, log=lambda *_: None)
     assert r["sample_100_ddim25_fast_s"] > 0 and 0.0 <= r["sample_100_ddim25_fast_judge_accuracy"] <= 1.0
-    assert r["sample_fast_guidance_interval"] == [0.6, 1.0] and r["forward_mflop_fast_model"] > 0
+    assert r["sample_fast_guidance_interval"] == [0.6, 1.0]
