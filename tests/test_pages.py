@@ -107,6 +107,8 @@ def test_architecture_page_shows_the_loaded_model(app):
     assert "mid_attn" in text and "(1, 16, 14, 14)" in text            # TINY_MODEL: 8 / 16 channels
     app.slider(key="arch.told").set_value(10).run()
     _ok(app)
+    tables = [d.value for d in app.dataframe if "model" in d.value.columns]
+    assert tables and list(tables[0]["model"][:2]) == ["default (U-Net)", "fast (2×2 patch stem)"]   # shipped ones
 
 
 def test_training_page_starts_a_tiny_run_and_progress_appears(app, runs_root):
@@ -226,6 +228,10 @@ def test_denoising_speed_vs_quality_chart_runs_and_ignores_the_seed(app, monkeyp
     app.toggle(key="denoising.speed").set_value(True).run()
     _ok(app)
     assert len(app.get("plotly_chart")) >= 1 and len(calls) == 1
+    import torch
+
+    if not torch.cuda.is_available():                              # on a CPU the chart points to the fast model
+        assert any("shipped `fast` model" in c.value for c in app.caption)
     app.number_input(key="denoising.seed").set_value(3).run()      # a new seed: the chart is not measured again
     _ok(app)
     assert len(calls) == 1

@@ -197,7 +197,8 @@ def ablations_panel() -> None:
     st.caption("Each ablation, and the `deep` variant (two residual blocks per level), was trained with the default "
                "model's budget and recipe (3,000 steps × 128 digits, same seed and data; scripts/train_ablations.sh) "
                "and evaluated like it (1,000 samples, DDIM-25, the default's guidance): judge accuracy and Fréchet "
-               "ratio come from each model's evaluate report. `fast` is a design, not an ablation: the default's "
-               "recipe with a 2×2 pixel-unshuffle stem, so none of its layers runs at 28×28 (its steps and its own "
-               "guidance are in its PROVENANCE.md). Train seconds are not comparable between rows: "
+               "ratio come from each model's evaluate report. `fast` is a design, not an ablation: the default U-Net "
+               "with a 2×2 pixel-unshuffle stem, so none of its layers runs at 28×28, trained with the same recipe "
+               "for 4× the steps (checkpoints/fast/PROVENANCE.md says why) and evaluated at the same guidance. "
+               "Train seconds are not comparable between rows: "
                "the models were trained with different thread counts, some side by side.")
