@@ -25,9 +25,9 @@ def _check_range(name: str, value: float, lo: float, hi: float, *, integer: bool
         raise ConfigError(f"{name} must be between {lo:g} and {hi:g}, got {value!r}")
 
 
-def _check_choice(name: str, value, choices: tuple) -> None:
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        raise ConfigError(f"{name} must be one of {', '.join(map(str, choices))}; got {value!r}")
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
 
 
 class _Serialisable:

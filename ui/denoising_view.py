@@ -201,5 +201,5 @@ def sampler_panel(ck, path: str, cfg: SampleConfig, digit: int, seed: int) -> No
         if (ck.model_config.patch_size == 1 and (fast / "weights.safetensors").exists()
                 and not torch.cuda.is_available()):
             c2.caption("Sampling on a CPU: the shipped `fast` model (pick it in the sidebar) folds 2×2 pixel patches "
-                       "into channels and has no 28×28 level, a third of this model's FLOPs per step. The Architecture "
-                       "page compares the two.")
+                       "into channels and has no 28×28 level: 71 MFLOP per image and step against the default's 211, at "
+                       "the same quality bars. The Architecture page compares the two.")
