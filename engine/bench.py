@@ -129,9 +129,10 @@ def compiled_sampling(checkpoint, judge, config: SampleConfig, log=print, name: 
 
 def fast_model_sampling(path: Path, quick: bool, log=print) -> dict:
     """The shipped `fast` model (2x2 patch stem, no 28x28 level): 100 guided DDIM-25 digits at its own
-    recommendation, eager (median of 3) and, in the full bench, compiled; seconds and judge accuracy."""
+    recommendation, timed and judged by sampling_figures like the default's row (after one untimed warm-up run,
+    as the default's DDIM-25 row follows its DDIM-10 one), and, in the full bench, compiled."""
     from .checkpoints import load_checkpoint
-    from .judge import load_judge, predict
+    from .judge import load_judge
     from .sampling import class_labels, sample
 
     ck = load_checkpoint(path)
@@ -140,18 +141,15 @@ def fast_model_sampling(path: Path, quick: bool, log=print) -> dict:
     except Exception:  # no shipped judge: time it, skip the accuracy (as for the default model)
         judge = None
     rec = ck.recommended.replace(sampler="ddim", steps=25)
-    labels = class_labels(10)
-    schedule = NoiseSchedule(ck.schedule_config)
-    out: dict = {}
-    sample(ck.model, schedule, labels, rec)                     # warm-up (first-call allocations)
-    dt = _median_time(lambda: out.__setitem__("x", sample(ck.model, schedule, labels, rec)), 3, warmup=0)
-    acc = float((predict(judge, out["x"])[0].argmax(1) == labels).float().mean()) if judge is not None else float("nan")
-    res = {"sample_100_ddim25_fast_s": round(dt, 3), "sample_fast_guidance": rec.guidance,
+    sample(ck.model, NoiseSchedule(ck.schedule_config), class_labels(10), rec)     # warm-up, untimed
+    (row,) = sampling_figures(ck, judge, [rec], 10)
+    res = {"sample_100_ddim25_fast_s": row["seconds"], "sample_fast_guidance": rec.guidance,
            "sample_fast_guidance_interval": list(rec.guidance_interval)}
-    if judge is not None:
-        res["sample_100_ddim25_fast_judge_accuracy"] = round(acc, 4)
-    log(f"sample 100 guided digits DDIM-25 with the fast model: {dt:.2f} s, judge accuracy {acc:.1%} "
-        f"(w = {rec.guidance}, guided where t/T in [{rec.guidance_interval[0]:g}, {rec.guidance_interval[1]:g}])")
+    if "judge_accuracy" in row:
+        res["sample_100_ddim25_fast_judge_accuracy"] = row["judge_accuracy"]
+    log(f"sample 100 guided digits DDIM-25 with the fast model: {row['seconds']:.2f} s, judge accuracy "
+        f"{row.get('judge_accuracy', float('nan')):.1%} (w = {rec.guidance}, guided where t/T in "
+        f"[{rec.guidance_interval[0]:g}, {rec.guidance_interval[1]:g}])")
     if not quick:
         res.update(compiled_sampling(ck, judge, rec, log, name="fast"))
     return res

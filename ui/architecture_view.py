@@ -65,7 +65,7 @@ def summary_panel(ck, path: str) -> None:
     df = pd.DataFrame(rows)[["name", "kind", "in_shape", "out_shape", "params", "flops"]]
     df["MFLOP"] = (df.pop("flops") / 1e6).round(1)
     c2.dataframe(df, hide_index=True, height=520)
-    patch = getattr(ck.model_config, "patch_size", 1)
+    patch = ck.model_config.patch_size
     folded = (f" This model folds each {patch}×{patch} patch of pixels into {patch * patch} channels before its stem "
               f"and unfolds its head's output back into pixels, so none of its layers runs at 28×28."
               if patch > 1 else "")
