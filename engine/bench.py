@@ -25,7 +25,7 @@ from .presets import get_preset
 from .schedule import NoiseSchedule, noising_strip
 from .summary import total_flops
 from .training import make_optimizer, train_step
-from .unet import build_model
+from .unet import build_model, to_device
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -76,6 +76,24 @@ def train_throughput(model: nn.Module, batch: int, steps: int, schedule: NoiseSc
         model.cfg = type("Cfg", (), {"null_class": 10})()        # the peer drops no labels; null unused
     dt = _median_time(lambda: train_step(model, opt, schedule, x, y, cfg, 1000, g), steps, warmup=2)
     return batch / dt
+
+
+def compiled_training(schedule: NoiseSchedule, reps: int, forward_flops: float, matmul: float, log=print) -> dict:
+    """The default preset's training throughput through torch.compile (train --compile), beside the eager one."""
+    from .accel import compile_for_training
+
+    torch.manual_seed(0)
+    model = to_device(build_model(get_preset("default").model), "cpu")
+    trained, seconds, error = compile_for_training(model, 128)
+    if error:
+        log(f"compiled training skipped: torch.compile failed ({error})")
+        return {"compile_train_error": error}
+    ips = train_throughput(trained, 128, reps, schedule)
+    util = 3 * forward_flops * ips / 1e9 / matmul
+    log(f"train default, torch.compile'd: {ips:.0f} images/s, utilisation {util:.3f} (after a {seconds:.0f} s "
+        "one-off compile)")
+    return {"compile_train_s": round(seconds, 1), "train_img_per_s_default_compiled": round(ips, 1),
+            "train_flops_utilisation_compiled": round(util, 3)}
 
 
 def sampling_figures(checkpoint, judge, configs: list[SampleConfig], per_class: int) -> list[dict]:
@@ -327,7 +345,7 @@ def run_bench(quick: bool = False, checkpoint: str | None = None, threads: int |
     for name in ("tiny", "fast", "default"):
         p = get_preset(name)
         torch.manual_seed(0)
-        model = build_model(p.model)
+        model = to_device(build_model(p.model), "cpu")          # the layout training uses on a CPU
         ips = train_throughput(model, 128, reps, schedule)
         flops = total_flops(model)
         res[f"train_img_per_s_{name}"] = round(ips, 1)
@@ -336,6 +354,8 @@ def run_bench(quick: bool = False, checkpoint: str | None = None, threads: int |
         log(f"train {name}: {ips:.0f} images/s, {3 * flops * ips / 1e9:.0f} GFLOP/s")
     res["train_flops_utilisation"] = round(res["train_gflops_default"] / res["matmul_gflops"], 3)
     res["train_flops_utilisation_fast"] = round(res["train_gflops_fast"] / res["matmul_gflops"], 3)
+    if not quick:                                               # `python -m engine train --compile`
+        res.update(compiled_training(schedule, reps, res["forward_mflop_default"] * 1e6, res["matmul_gflops"], log))
     if peer:
         try:
             torch.manual_seed(0)
@@ -344,6 +364,12 @@ def run_bench(quick: bool = False, checkpoint: str | None = None, threads: int |
             res["train_img_per_s_peer"] = round(ips, 1)
             res["train_ratio_default_vs_peer"] = round(res["train_img_per_s_default"] / ips, 2)
             log(f"train peer (diffusers UNet2DModel, HF course config): {ips:.0f} images/s")
+            # The course trains NCHW; the peer in our CPU layout too, so the ratio is not a layout artefact.
+            torch.manual_seed(0)
+            peer_cl = PeerUNet().to(memory_format=torch.channels_last)
+            ips_cl = train_throughput(peer_cl, 128, reps, schedule)
+            res["train_img_per_s_peer_channels_last"] = round(ips_cl, 1)
+            log(f"train peer, channels-last: {ips_cl:.0f} images/s")
         except ImportError:
             log("peer skipped: diffusers is not installed (pip install -r requirements-test.txt)")
     res.update(forward_slider_ms(20 if quick else 100))

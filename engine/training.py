@@ -27,7 +27,7 @@ from . import checkpoints as ck
 from .config import ModelConfig, SampleConfig, ScheduleConfig, TrainConfig
 from .data import BatchSampler, load as load_data
 from .schedule import NoiseSchedule
-from .unet import build_model
+from .unet import build_model, to_device
 
 
 class NonFiniteLoss(FloatingPointError):
@@ -220,7 +220,7 @@ class TrainingRun:
         self.schedule = NoiseSchedule(schedule_config)
         self.rank, self.world_size = _distributed_rank_and_size()
         torch.manual_seed(train_config.seed)                      # weight initialisation (same on every rank)
-        self.model = build_model(model_config).to(self.device)
+        self.model = to_device(build_model(model_config), self.device)     # channels-last on a CPU
         if init_from is not None:                                 # "train on top of" another checkpoint
             src = ck.load_checkpoint(init_from, self.device)
             # The same network, or the same network plus style inputs (a class model fine-tuned to style):
@@ -259,6 +259,17 @@ class TrainingRun:
         self.judge = None                      # set to a Judge to log judge accuracy with every snapshot
         self.loss_by_bucket: list[float | None] = [None] * 10
         self._rate_mark: tuple[float, int] | None = None
+
+    def compile_model(self) -> str:
+        """Train through torch.compile from now on (see accel.compile_for_training); returns what happened."""
+        if self.world_size > 1:
+            return "--compile is for single-process runs; training eagerly"
+        from .accel import compile_for_training
+
+        self.trained, seconds, error = compile_for_training(self.model, self.train_config.batch_size)
+        if error:
+            return f"torch.compile failed after {seconds:.0f} s ({error}); training eagerly"
+        return f"compiled the training step in {seconds:.0f} s"
 
     # -- resume ----------------------------------------------------------------------------------------------------
     @classmethod
