@@ -5,6 +5,7 @@ shared by the CLI, the background Trainer and the benchmarks.
 """
 from __future__ import annotations
 
+import atexit
 import copy
 import dataclasses
 import functools
@@ -507,6 +508,10 @@ class Trainer:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._status = TrainerStatus("idle")
+        # The thread is a daemon (a stuck step must never keep the server from exiting), so at interpreter exit
+        # (the dashboard stopped with Ctrl-C or SIGTERM) an active run is first stopped after its current step,
+        # which saves a checkpoint there: without this, every step since the last periodic checkpoint is lost.
+        atexit.register(self.stop, wait=60.0)
 
     # -- control -----------------------------------------------------------------------------------------------
     def status(self) -> TrainerStatus:

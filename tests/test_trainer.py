@@ -1,4 +1,5 @@
 import time
+from pathlib import Path
 
 import pytest
 
@@ -81,3 +82,34 @@ def test_run_names_cannot_escape_the_runs_folder():
         with pytest.raises(ValueError, match="run name"):
             check_run_name(bad)
     assert check_run_name("wide-1.5x_run") == "wide-1.5x_run"
+
+
+def test_server_exit_saves_the_running_training_at_its_step(tmp_path):
+    """The dashboard's server stopping (Ctrl-C, SIGTERM: Streamlit then exits normally) must not lose the steps
+    trained since the last periodic checkpoint: here there is none before the exit."""
+    import json
+    import subprocess
+    import sys
+
+    from engine.checkpoints import load_checkpoint
+
+    script = f"""
+import sys, time
+sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
+from engine.training import Trainer
+from tests.conftest import TINY_MODEL, TINY_SAMPLE, TINY_SCHEDULE, TINY_TRAIN
+tr = Trainer({str(tmp_path)!r}, threads=1)
+tr.start("live", TINY_MODEL, TINY_SCHEDULE,
+         TINY_TRAIN.replace(steps=100000, checkpoint_every=50000, sample_every=50000, log_every=1), TINY_SAMPLE)
+while tr.status().step < 4:
+    time.sleep(0.02)
+print("exiting at", tr.status().step, flush=True)
+sys.exit(0)
+"""
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr
+    left_at = int(r.stdout.split("exiting at")[1])
+    saved = load_checkpoint(tmp_path / "live")
+    assert saved.step >= left_at >= 4
+    logged = [json.loads(l)["step"] for l in (tmp_path / "live" / "metrics.jsonl").read_text().splitlines()]
+    assert logged[-1] == saved.step
