@@ -94,7 +94,7 @@ def predict(judge: Judge, x: torch.Tensor, batch: int = 500) -> tuple[torch.Tens
 
 def accuracy(judge: Judge, x: torch.Tensor, labels: torch.Tensor) -> float:
     probs, _ = predict(judge, x)
-    return float((probs.argmax(1) == labels).float().mean())
+    return int((probs.argmax(1) == labels.cpu()).sum()) / max(len(labels), 1)      # exact: 95 of 100 is 0.95
 
 
 def train_judge(dataset: str = "mnist-5k", epochs: int = 30, batch_size: int = 128, lr: float = 3e-3,
