@@ -6,7 +6,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 PORT    ?= 8501
 
-.PHONY: run classroom test test-slow bench clean-venv
+.PHONY: run classroom test test-slow test-gpu bench clean-venv
 
 $(BIN)/.runtime-installed: requirements.txt
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -33,6 +33,9 @@ test: $(BIN)/.test-installed
 
 test-slow: $(BIN)/.test-installed
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -m slow
+
+test-gpu: $(BIN)/.test-installed
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -m gpu
 
 bench: $(BIN)/.runtime-installed
 	$(BIN)/python -m engine bench

@@ -408,8 +408,10 @@ def cmd_bench(a: argparse.Namespace) -> int:
     recipes = tuple(r for r in (a.time_to_quality or "").split(",") if r)
     if not a.quick and a.time_to_quality is None:
         recipes = ("tiny", "fast", "default", "peer")
+    from .training import pick_device
+
     res = run_bench(quick=a.quick, checkpoint=a.checkpoint, threads=a.threads, peer=not a.no_peer,
-                    time_to_quality_recipes=recipes, ttq_cap_s=a.ttq_cap)
+                    time_to_quality_recipes=recipes, ttq_cap_s=a.ttq_cap, device=pick_device(a.device))
     print("\n" + "\n".join(f"{k:32s} {v}" for k, v in res.items() if not isinstance(v, list)))
     if a.out:
         Path(a.out).write_text(json.dumps(res, indent=2))
@@ -611,6 +613,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--checkpoint", help="model for the sampling figures (default: checkpoints/default)")
     b.add_argument("--threads", type=int)
     b.add_argument("--no-peer", action="store_true", help="skip the diffusers peer")
+    b.add_argument("--device", default="auto",
+                   help="where models train and sample: auto (a GPU when there is one), cpu, cuda or mps")
     b.add_argument("--time-to-quality", metavar="RECIPES",
                    help="comma-separated recipes (presets or 'peer') to time to 95 %% judge accuracy; the full bench "
                         "runs tiny,fast,default,peer, --quick none; '' for none")

@@ -30,20 +30,34 @@ from .unet import build_model, to_device
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _median_time(fn, repeats: int, warmup: int = 1) -> float:
+def _sync(device) -> None:
+    """Wait for queued GPU work, so a wall-clock time covers it (a no-op on a CPU)."""
+    kind = torch.device(device).type
+    if kind == "cuda":
+        torch.cuda.synchronize(device)
+    elif kind == "mps":
+        torch.mps.synchronize()
+
+
+def _median_time(fn, repeats: int, warmup: int = 1, device="cpu") -> float:
     for _ in range(warmup):
         fn()
+    _sync(device)
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
+        _sync(device)
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
 
-def matmul_gflops(n: int = 1024, repeats: int = 10) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    dt = _median_time(lambda: a @ b, repeats, warmup=3)
+def matmul_gflops(n: int = 1024, repeats: int = 10, device="cpu") -> float:
+    """fp32 matmul GFLOP/s, the machine's reference (on a GPU: 4096², TF32 off, as torch's default)."""
+    if torch.device(device).type == "cuda":
+        n, repeats = 4096, 50
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    dt = _median_time(lambda: a @ b, repeats, warmup=3, device=device)
     return 2 * n ** 3 / dt / 1e9
 
 
@@ -65,30 +79,31 @@ class PeerUNet(nn.Module):
         return self.model(torch.cat([x, c], 1), t).sample
 
 
-def train_throughput(model: nn.Module, batch: int, steps: int, schedule: NoiseSchedule) -> float:
-    """Median images/s of train_step on real digits (same code path as real training)."""
+def train_throughput(model: nn.Module, batch: int, steps: int, schedule: NoiseSchedule, device="cpu") -> float:
+    """Median images/s of train_step on real digits (same code path as real training); model on `device`."""
     train, _ = load_data("mnist-5k")
     cfg = TrainConfig(batch_size=batch, p_uncond=0.0 if not hasattr(model, "cfg") else 0.1)
     opt = make_optimizer(model, cfg)
     g = torch.Generator().manual_seed(0)
-    x, y = train.images[:batch], train.labels[:batch]
+    x, y = train.images[:batch].to(device), train.labels[:batch].to(device)
     if not hasattr(model, "cfg"):
         model.cfg = type("Cfg", (), {"null_class": 10})()        # the peer drops no labels; null unused
-    dt = _median_time(lambda: train_step(model, opt, schedule, x, y, cfg, 1000, g), steps, warmup=2)
+    dt = _median_time(lambda: train_step(model, opt, schedule, x, y, cfg, 1000, g), steps, warmup=2, device=device)
     return batch / dt
 
 
-def compiled_training(schedule: NoiseSchedule, reps: int, forward_flops: float, matmul: float, log=print) -> dict:
+def compiled_training(schedule: NoiseSchedule, reps: int, forward_flops: float, matmul: float, log=print,
+                      device="cpu") -> dict:
     """The default preset's training throughput through torch.compile (train --compile), beside the eager one."""
     from .accel import compile_for_training
 
     torch.manual_seed(0)
-    model = to_device(build_model(get_preset("default").model), "cpu")
+    model = to_device(build_model(get_preset("default").model), device)
     trained, seconds, error = compile_for_training(model, 128)
     if error:
         log(f"compiled training skipped: torch.compile failed ({error})")
         return {"compile_train_error": error}
-    ips = train_throughput(trained, 128, reps, schedule)
+    ips = train_throughput(trained, 128, reps, schedule, device)
     util = 3 * forward_flops * ips / 1e9 / matmul
     log(f"train default, torch.compile'd: {ips:.0f} images/s, utilisation {util:.3f} (after a {seconds:.0f} s "
         "one-off compile)")
@@ -104,9 +119,12 @@ def sampling_figures(checkpoint, judge, configs: list[SampleConfig], per_class: 
     labels = class_labels(per_class)
     schedule = NoiseSchedule(checkpoint.schedule_config)
     out = []
+    device = next(checkpoint.model.parameters()).device
     for cfg in configs:
+        _sync(device)
         t0 = time.perf_counter()
         x = sample(checkpoint.model, schedule, labels, cfg)
+        _sync(device)
         dt = time.perf_counter() - t0
         row = {"sampler": cfg.sampler, "steps": cfg.steps, "n": len(labels), "seconds": round(dt, 3)}
         if judge is not None:
@@ -134,7 +152,8 @@ def compiled_sampling(checkpoint, judge, config: SampleConfig, log=print, name: 
         log(f"compiled sampling skipped: torch.compile failed ({model.error})")
         return {f"compile{tag}_error": model.error}
     out: dict = {}
-    dt = _median_time(lambda: out.__setitem__("x", sample(model, schedule, labels, config)), 3, warmup=0)
+    dt = _median_time(lambda: out.__setitem__("x", sample(model, schedule, labels, config)), 3, warmup=0,
+                      device=next(checkpoint.model.parameters()).device)
     res = {f"compile{tag}_s": round(compile_s, 1), f"sample_100_ddim25{tag}_compiled_s": round(dt, 3)}
     if judge is not None:
         probs, _ = predict(judge, out["x"])
@@ -145,7 +164,7 @@ def compiled_sampling(checkpoint, judge, config: SampleConfig, log=print, name: 
     return res
 
 
-def fast_model_sampling(path: Path, quick: bool, log=print) -> dict:
+def fast_model_sampling(path: Path, quick: bool, log=print, device="cpu") -> dict:
     """The shipped `fast` model (2x2 patch stem, no 28x28 level): 100 guided DDIM-25 digits at its own
     recommendation, timed and judged by sampling_figures like the default's row (after one untimed warm-up run,
     as the default's DDIM-25 row follows its DDIM-10 one), and, in the full bench, compiled."""
@@ -153,7 +172,7 @@ def fast_model_sampling(path: Path, quick: bool, log=print) -> dict:
     from .judge import load_judge
     from .sampling import class_labels, sample
 
-    ck = load_checkpoint(path)
+    ck = load_checkpoint(path, device)
     try:
         judge = load_judge()
     except Exception:  # no shipped judge: time it, skip the accuracy (as for the default model)
@@ -234,7 +253,7 @@ def _peer_recipe():
 
 
 def time_to_quality(recipe: str, target: float = 0.95, cap_s: float = 480.0, eval_every_s: float = 30.0,
-                    per_class: int = 10, log=print) -> dict:
+                    per_class: int = 10, log=print, device="cpu") -> dict:
     """Training seconds until the judge reads `target` of freshly generated digits right, or the cap.
 
     Shortened protocol (stated in the output): train the recipe from scratch on mnist-5k; after every
@@ -255,6 +274,7 @@ def time_to_quality(recipe: str, target: float = 0.95, cap_s: float = 480.0, eva
     with tempfile.TemporaryDirectory() as tmp:
         if recipe == "peer":
             model, schedule, train_cfg, sample_cfg = _peer_recipe()
+            model.to(device)
             opt = make_optimizer(model, train_cfg)
             train_split, _ = load_data("mnist-5k")
             order = torch.randperm(len(train_split), generator=g)
@@ -265,8 +285,8 @@ def time_to_quality(recipe: str, target: float = 0.95, cap_s: float = 480.0, eva
                     state["i"] = 0
                 idx = order[state["i"]:state["i"] + 128]
                 state["i"] += 128
-                train_step(model, opt, schedule, train_split.images[idx], train_split.labels[idx], train_cfg,
-                           state["step"], g)
+                train_step(model, opt, schedule, train_split.images[idx].to(device),
+                           train_split.labels[idx].to(device), train_cfg, state["step"], g)
                 state["step"] += 1
 
             eval_model = lambda: model  # noqa: E731
@@ -275,7 +295,7 @@ def time_to_quality(recipe: str, target: float = 0.95, cap_s: float = 480.0, eva
             guidance = 0.0
         else:
             p = get_preset(recipe)
-            run = TrainingRun(p.model, p.schedule, p.train, p.recommended, tmp)
+            run = TrainingRun(p.model, p.schedule, p.train, p.recommended, tmp, device)
             schedule, sample_cfg = run.schedule, p.recommended.replace(sampler="ddim", steps=25)
             step = run.step
             eval_model = lambda: run.ema.model  # noqa: E731
@@ -297,7 +317,8 @@ def time_to_quality(recipe: str, target: float = 0.95, cap_s: float = 480.0, eva
             if recipe == "peer":
                 model.train()
             probs, _ = predict(judge, x)
-            acc = float((probs.argmax(1) == labels).float().mean())
+            # counted exactly: 95 of 100 is 0.95 (a float32 mean gives 0.94999999, which missed the target)
+            acc = int((probs.argmax(1) == labels).sum()) / len(labels)
             curve.append({"train_s": round(trained, 1), "steps": steps_done(), "judge_accuracy": round(acc, 3)})
             log(f"  {recipe}: {trained:6.0f} s of training, {steps_done():5d} steps, judge accuracy {acc:.1%}")
             if acc >= target:
@@ -332,21 +353,27 @@ def forward_page_ms(moves: int = 10) -> dict:
 
 def run_bench(quick: bool = False, checkpoint: str | None = None, threads: int | None = None,
               peer: bool = True, time_to_quality_recipes: tuple[str, ...] = (), ttq_cap_s: float = 480.0,
-              log=print) -> dict:
+              log=print, device: str | torch.device = "cpu") -> dict:
+    """Every figure of `python -m engine bench`, measured in this process. `device`: where models train and
+    sample ("cuda" on a GPU machine); the page figures (forward slider, cold start, memory) are the dashboard's
+    own and stay on the CPU."""
     if threads:
         torch.set_num_threads(threads)
+    device = torch.device(device)
     res: dict = {"machine": platform.machine(), "processor": platform.processor() or platform.machine(),
                  "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(), "torch": torch.__version__,
-                 "device": "cpu", "quick": quick}
+                 "device": str(device), "quick": quick}
+    if device.type == "cuda":
+        res["gpu"] = torch.cuda.get_device_name(device)
     reps = 3 if quick else 7
-    res["matmul_gflops"] = round(matmul_gflops(), 1)
-    log(f"matmul 1024² fp32: {res['matmul_gflops']} GFLOP/s ({res['threads']} threads)")
+    res["matmul_gflops"] = round(matmul_gflops(device=device), 1)
+    log(f"matmul fp32: {res['matmul_gflops']} GFLOP/s on {res.get('gpu', 'the CPU')} ({res['threads']} threads)")
     schedule = NoiseSchedule(ScheduleConfig())
     for name in ("tiny", "fast", "default"):
         p = get_preset(name)
         torch.manual_seed(0)
-        model = to_device(build_model(p.model), "cpu")          # the layout training uses on a CPU
-        ips = train_throughput(model, 128, reps, schedule)
+        model = to_device(build_model(p.model), device)         # the layout training uses there
+        ips = train_throughput(model, 128, reps, schedule, device)
         flops = total_flops(model)
         res[f"train_img_per_s_{name}"] = round(ips, 1)
         res[f"forward_mflop_{name}"] = round(flops / 1e6, 1)
@@ -355,19 +382,20 @@ def run_bench(quick: bool = False, checkpoint: str | None = None, threads: int |
     res["train_flops_utilisation"] = round(res["train_gflops_default"] / res["matmul_gflops"], 3)
     res["train_flops_utilisation_fast"] = round(res["train_gflops_fast"] / res["matmul_gflops"], 3)
     if not quick:                                               # `python -m engine train --compile`
-        res.update(compiled_training(schedule, reps, res["forward_mflop_default"] * 1e6, res["matmul_gflops"], log))
+        res.update(compiled_training(schedule, reps, res["forward_mflop_default"] * 1e6, res["matmul_gflops"], log,
+                                     device))
     if peer:
         try:
             torch.manual_seed(0)
-            peer_model = PeerUNet()
-            ips = train_throughput(peer_model, 128, reps, schedule)
+            peer_model = PeerUNet().to(device)
+            ips = train_throughput(peer_model, 128, reps, schedule, device)
             res["train_img_per_s_peer"] = round(ips, 1)
             res["train_ratio_default_vs_peer"] = round(res["train_img_per_s_default"] / ips, 2)
             log(f"train peer (diffusers UNet2DModel, HF course config): {ips:.0f} images/s")
             # The course trains NCHW; the peer in our CPU layout too, so the ratio is not a layout artefact.
             torch.manual_seed(0)
-            peer_cl = PeerUNet().to(memory_format=torch.channels_last)
-            ips_cl = train_throughput(peer_cl, 128, reps, schedule)
+            peer_cl = PeerUNet().to(device, memory_format=torch.channels_last)
+            ips_cl = train_throughput(peer_cl, 128, reps, schedule, device)
             res["train_img_per_s_peer_channels_last"] = round(ips_cl, 1)
             log(f"train peer, channels-last: {ips_cl:.0f} images/s")
         except ImportError:
@@ -382,7 +410,7 @@ def run_bench(quick: bool = False, checkpoint: str | None = None, threads: int |
         from .checkpoints import load_checkpoint
         from .judge import load_judge
 
-        ck = load_checkpoint(ck_path)
+        ck = load_checkpoint(ck_path, device)
         try:
             judge = load_judge()
         except Exception:
@@ -411,7 +439,7 @@ def run_bench(quick: bool = False, checkpoint: str | None = None, threads: int |
             res.update(compiled_sampling(ck, judge, ddim25, log))
     fast_path = ROOT / "checkpoints" / "fast"
     if checkpoint is None and (fast_path / "weights.safetensors").exists():
-        res.update(fast_model_sampling(fast_path, quick, log))
+        res.update(fast_model_sampling(fast_path, quick, log, device))
     try:
         from .clip_eval import load_digit_clip
 
@@ -427,7 +455,7 @@ def run_bench(quick: bool = False, checkpoint: str | None = None, threads: int |
             continue
         log(f"time to 95 % judge accuracy: {recipe} (cap {ttq_cap_s:.0f} s of training)")
         try:
-            r = time_to_quality(recipe, cap_s=ttq_cap_s, log=log)
+            r = time_to_quality(recipe, cap_s=ttq_cap_s, log=log, device=device)
         except ImportError:
             log("peer skipped: diffusers is not installed (pip install -r requirements-test.txt)")
             continue

@@ -1,4 +1,5 @@
 """The benchmark's pieces run on tiny settings (figures are printed by `python -m engine bench`, never asserted)."""
+import pytest
 import torch
 
 from engine import bench
@@ -47,3 +48,20 @@ def test_fast_model_sampling_reports_seconds_and_judge_accuracy_at_its_recommend
     r = bench.fast_model_sampling(path, quick=True, log=lambda *_: None)
     assert r["sample_100_ddim25_fast_s"] > 0 and 0.0 <= r["sample_100_ddim25_fast_judge_accuracy"] <= 1.0
     assert r["sample_fast_guidance_interval"] == [0.6, 1.0]
+
+
+@pytest.mark.gpu
+def test_bench_pieces_run_on_a_gpu(tmp_path):
+    """`python -m engine bench` on a GPU machine (device auto): the same pieces, timed with synchronisation."""
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU")
+    from engine.unet import to_device
+
+    dev = torch.device("cuda")
+    assert bench.matmul_gflops(device=dev) > 0
+    s = NoiseSchedule(ScheduleConfig(T=50))
+    assert bench.train_throughput(to_device(build_model(TINY_MODEL), dev), 8, 1, s, dev) > 0
+    assert bench.train_throughput(bench.PeerUNet().to(dev), 4, 1, s, dev) > 0
+    for recipe in ("tiny", "peer"):
+        r = bench.time_to_quality(recipe, cap_s=1.0, eval_every_s=0.5, per_class=1, log=lambda *_: None, device=dev)
+        assert r["curve"] and r["curve"][-1]["steps"] >= 1
