@@ -146,13 +146,6 @@ def _ablation_samples(path: str, sha: str) -> np.ndarray:
     return widgets.to_display(x)
 
 
-@st.cache_data(max_entries=16, show_spinner=False)
-def _mflop(path: str, sha: str) -> float:
-    from engine.summary import total_flops
-
-    return round(total_flops(resources.load_model(path).model) / 1e6, 1)
-
-
 def ablations_panel() -> None:
     """Shipped ablations (equal budget): their measured numbers, loss curves and samples side by side."""
     from engine.checkpoints import list_checkpoints
@@ -177,7 +170,7 @@ def ablations_panel() -> None:
         wall = ck.meta.get("wall_time_s")
         rows.append({"model": e["name"], "judge accuracy": rep.get("accuracy"),      # what to compare first
                      "Fréchet ratio": rep.get("frechet_ratio_to_baseline"), "params": count_parameters(ck.model),
-                     "MFLOP / image": _mflop(str(path), ck.sha256), "steps": ck.step,
+                     "MFLOP / image": resources.model_mflop(str(path), ck.sha256), "steps": ck.step,
                      "train s": round(wall) if wall else None})
         losses = [(r["step"], r["loss"]) for r in read_metrics(path / "metrics.jsonl") if "loss" in r]
         if losses:

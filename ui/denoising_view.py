@@ -200,6 +200,9 @@ def sampler_panel(ck, path: str, cfg: SampleConfig, digit: int, seed: int) -> No
         fast = resources.SHIPPED_ROOT / "fast"
         if (ck.model_config.patch_size == 1 and (fast / "weights.safetensors").exists()
                 and not torch.cuda.is_available()):
+            fast_ck = resources.load_model(str(fast))
             c2.caption("Sampling on a CPU: the shipped `fast` model (pick it in the sidebar) folds 2×2 pixel patches "
-                       "into channels and has no 28×28 level: 71 MFLOP per image and step against the default's 211, at "
-                       "the same quality bars. The Architecture page compares the two.")
+                       "into channels and has no 28×28 level: "
+                       f"{resources.model_mflop(str(fast), fast_ck.sha256):.0f} MFLOP per image and step against this "
+                       f"model's {resources.model_mflop(path, ck.sha256):.0f}, at the default's quality bars. The "
+                       "Architecture page compares the two.")

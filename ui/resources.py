@@ -91,6 +91,14 @@ def load_model(path: str):
     return _load_model(path, stamp)
 
 
+@st.cache_data(max_entries=16, show_spinner=False)
+def model_mflop(path: str, sha: str) -> float:
+    """Forward MFLOP per image of the checkpoint at `path` (sha: its weights' hash, the cache key)."""
+    from engine.summary import total_flops
+
+    return round(total_flops(load_model(path).model) / 1e6, 1)
+
+
 def model_choices() -> dict[str, str]:
     """Label -> path of every diffusion model a learner may pick: shipped ones first, then runs."""
     out = {}
