@@ -1,4 +1,7 @@
-"""Inference speed-ups that keep the maths: the denoiser run through torch.compile, with a plain fallback.
+"""Speed-ups that keep the maths: the denoiser run through torch.compile, with a plain fallback.
+
+For sampling, `compile_denoiser` (below); for training, `compile_for_training` (`python -m engine train
+--compile`), which compiles the forward and backward graphs up front.
 
 torch.compile (TorchInductor) turns the U-Net's many small element-wise steps (GroupNorm, SiLU, the FiLM scale
 and shift, the residual adds) into a few fused C++ loops, so a guided sampling step does the same arithmetic
