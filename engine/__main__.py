@@ -5,6 +5,7 @@ import argparse
 import json
 import os
 import shlex
+import signal
 import sys
 import time
 from pathlib import Path
@@ -78,8 +79,6 @@ class _StopRequests:
         self._previous: dict = {}
 
     def __enter__(self) -> "_StopRequests":
-        import signal
-
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
                 self._previous[sig] = signal.signal(sig, self._handle)
@@ -88,8 +87,6 @@ class _StopRequests:
         return self
 
     def __exit__(self, *exc) -> None:
-        import signal
-
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
 
@@ -100,8 +97,6 @@ class _StopRequests:
 
     @property
     def name(self) -> str:
-        import signal
-
         return signal.Signals(self.signum).name if self.signum is not None else ""
 
     def agreed(self, world_size: int, device="cpu") -> bool:
@@ -113,9 +108,10 @@ class _StopRequests:
 
         flag = torch.tensor([-1 if self.signum is None else self.signum], device=device)  # nccl: on the GPU
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        if flag.item() >= 0 and self.signum is None:
-            self.signum = int(flag.item())
-        return flag.item() >= 0
+        agreed = int(flag.item())
+        if agreed >= 0 and self.signum is None:
+            self.signum = agreed
+        return agreed >= 0
 
 
 def cmd_train(a: argparse.Namespace) -> int:

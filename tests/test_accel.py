@@ -9,12 +9,17 @@ from engine.schedule import NoiseSchedule
 from .conftest import TINY_SCHEDULE
 
 
-def test_a_failing_compile_falls_back_to_the_eager_model_and_keeps_the_reason(tiny_model, monkeypatch):
-    def broken_compile(model, **kwargs):
+@pytest.fixture
+def broken_compile(monkeypatch):
+    """torch.compile whose compiled module fails at its first call, as it does without a C++ compiler."""
+    def compile_(model, **kwargs):
         def run(*args):
             raise RuntimeError("no C++ compiler found\nlong traceback")
         return run
-    monkeypatch.setattr(torch, "compile", broken_compile)
+    monkeypatch.setattr(torch, "compile", compile_)
+
+
+def test_a_failing_compile_falls_back_to_the_eager_model_and_keeps_the_reason(tiny_model, broken_compile):
     wrapped = CompiledDenoiser(tiny_model)
     assert wrapped.active and wrapped.cfg is tiny_model.cfg
     s = NoiseSchedule(TINY_SCHEDULE)
@@ -41,12 +46,7 @@ def _run(tmp_path, name):
     return TrainingRun(TINY_MODEL, TINY_SCHEDULE, TINY_TRAIN.replace(steps=3), TINY_SAMPLE, tmp_path / name)
 
 
-def test_a_failing_training_compile_says_why_and_trains_eagerly(tmp_path, monkeypatch):
-    def broken_compile(model, **kwargs):
-        def run(*args):
-            raise RuntimeError("no C++ compiler found\nlong traceback")
-        return run
-    monkeypatch.setattr(torch, "compile", broken_compile)
+def test_a_failing_training_compile_says_why_and_trains_eagerly(tmp_path, broken_compile):
     run = _run(tmp_path, "a")
     before = [p.detach().clone() for p in run.model.parameters()]
     note = run.compile_model()

@@ -11,16 +11,23 @@ import pytest
 from engine.checkpoints import load_checkpoint
 
 
-def test_kill_9_mid_training_then_resume(tmp_path):
+def _start_training(tmp_path, checkpoint_every: int, stdout=subprocess.DEVNULL):
+    """A tiny `engine train` in a child process that would run for ages; returns (process, run folder)."""
     cfg = tmp_path / "c.json"
     cfg.write_text(json.dumps({"model": {"base_channels": 8, "channel_mults": [1, 2], "attention": False},
                                "schedule": {"T": 50},
-                               "train": {"steps": 100000, "batch_size": 8, "checkpoint_every": 3,
-                                         "sample_every": 1000, "log_every": 1},
+                               "train": {"steps": 100000, "batch_size": 8, "checkpoint_every": checkpoint_every,
+                                         "sample_every": 50000, "log_every": 1},
                                "recommended": {"steps": 3}}))
     out = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "engine", "train", "--config", str(cfg), "--out", str(out),
-                             "--threads", "1", "--no-snapshots"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             "--threads", "1", "--no-snapshots"], stdout=stdout, stderr=subprocess.DEVNULL,
+                            text=True)
+    return proc, out
+
+
+def test_kill_9_mid_training_then_resume(tmp_path):
+    proc, out = _start_training(tmp_path, checkpoint_every=3)
     try:
         deadline = time.time() + 120
         while time.time() < deadline:
@@ -54,16 +61,7 @@ def test_kill_9_mid_training_then_resume(tmp_path):
 def test_stop_signal_saves_the_step_reached_then_resume(tmp_path, sig):
     """Ctrl-C or SIGTERM (a closed terminal, `kill`, a scheduler) keeps every finished step, not only the last
     periodic checkpoint: here there is none before the signal."""
-    cfg = tmp_path / "c.json"
-    cfg.write_text(json.dumps({"model": {"base_channels": 8, "channel_mults": [1, 2], "attention": False},
-                               "schedule": {"T": 50},
-                               "train": {"steps": 100000, "batch_size": 8, "checkpoint_every": 50000,
-                                         "sample_every": 50000, "log_every": 1},
-                               "recommended": {"steps": 3}}))
-    out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "engine", "train", "--config", str(cfg), "--out", str(out),
-                             "--threads", "1", "--no-snapshots"], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True)
+    proc, out = _start_training(tmp_path, checkpoint_every=50000, stdout=subprocess.PIPE)
     try:
         deadline = time.time() + 120
         metrics = out / "metrics.jsonl"
