@@ -1,30 +1,28 @@
 """Putting the model to work: inpainting, editing (SDEdit), upscaling (ILVR) and interpolation.
 
-All four reuse the one reverse-process loop in sampling.py and change only where it starts (SDEdit), what it
-is told (interpolation) or what happens after each step (inpainting, upscaling) — the `post_step` hook.
+Editing, upscaling and interpolation reuse the one reverse-process loop in sampling.py and change only where
+it starts (SDEdit), what it is told (interpolation) or what happens after each step (upscaling: the
+`post_step` hook). Inpainting needs RePaint's resampling loop, which steps back up the chain, so it runs its
+own loop, but every formula it uses is the schedule's. Every random draw belongs to one image's seed
+(sampling.ImageNoise), so a result does not depend on the batch it was made in.
 Images are (B, 1, 28, 28) in [-1, 1] throughout; `label` is the class to steer towards.
 """
 from __future__ import annotations
-
-import math
 
 import torch
 import torch.nn.functional as F
 
 from .config import SampleConfig
-from .sampling import guided_eps, initial_noise, sample
+from .samplers import ddpm
+from .sampling import ImageNoise, guided_eps, initial_noise, reverse_timesteps, sample
 from .schedule import NoiseSchedule
 
 
-def _alpha_bar(schedule: NoiseSchedule, t: int) -> float:
-    return 1.0 if t < 0 else float(schedule.alpha_bar[t])
-
-
-def _renoise(schedule: NoiseSchedule, x0: torch.Tensor, t: int, generator: torch.Generator) -> torch.Tensor:
-    """x0 taken to noise level t (t < 0: x0 itself), with noise from `generator`."""
+def _renoise(schedule: NoiseSchedule, x0: torch.Tensor, t: int, noise: ImageNoise) -> torch.Tensor:
+    """x0 taken to noise level t by the forward process (t < 0: x0 itself), each image with its own noise."""
     if t < 0:
         return x0
-    return schedule.q_sample(x0, torch.full((x0.shape[0],), t), generator=generator)
+    return schedule.q_sample(x0, torch.full((x0.shape[0],), t), noise.draw())
 
 
 # -- masks -------------------------------------------------------------------------------------------------------
@@ -63,30 +61,23 @@ def inpaint(model, schedule: NoiseSchedule, x_known: torch.Tensor, mask: torch.T
     repeats each step that many times, re-noising the result back to t in between (RePaint's resampling),
     which lets the filled region adapt to the known one at the cost of resample x the time.
     """
-    g = torch.Generator().manual_seed(seed + 1)
     B = x_known.shape[0]
+    seeds = [seed + i for i in range(B)]
     labels = torch.full((B,), label, dtype=torch.long)
-    x = initial_noise(x_known.shape, [seed + i for i in range(B)])
-    ts = schedule.timesteps(min(config.steps, schedule.T))
+    own = ImageNoise(seeds, x_known.shape[1:])                   # x_T, then the posterior and jump-back noise
+    known = ImageNoise(seeds, x_known.shape[1:], stream=1)        # noise for the known pixels
+    x = own.draw()
+    ts = reverse_timesteps(schedule, config)
+    ddpm_config = config.replace(sampler="ddpm", add_noise=True, clip_x0=True)   # RePaint: DDPM posterior steps
     for i, t in enumerate(ts):
         t_prev = ts[i + 1] if i + 1 < len(ts) else -1
         for r in range(resample):
             with torch.inference_mode():
                 eps = guided_eps(model, x, t, labels, config.guidance_at(t, schedule.T))
-            a_t, a_prev = _alpha_bar(schedule, t), _alpha_bar(schedule, t_prev)
-            x0 = ((x - math.sqrt(1 - a_t) * eps) / math.sqrt(a_t)).clamp(-1, 1)
-            # DDPM posterior step from t to t_prev (with its noise), as RePaint uses
-            beta = 1 - a_t / a_prev
-            mean = (math.sqrt(a_prev) * beta / (1 - a_t)) * x0 + (math.sqrt(1 - beta) * (1 - a_prev) / (1 - a_t)) * x
-            if t_prev >= 0:
-                var = (1 - a_prev) / (1 - a_t) * beta
-                unknown = mean + math.sqrt(var) * torch.randn(x.shape, generator=g)
-            else:
-                unknown = mean
-            x_prev = mask * _renoise(schedule, x_known, t_prev, g) + (1 - mask) * unknown
-            if r + 1 < resample and t_prev >= 0:      # jump back: x_t ~ q(x_t | x_{t_prev})
-                ratio = a_t / a_prev
-                x = math.sqrt(ratio) * x_prev + math.sqrt(1 - ratio) * torch.randn(x.shape, generator=g)
+            step = ddpm(schedule, x, t, t_prev, eps, ddpm_config, own.draw() if t_prev >= 0 else None)
+            x_prev = mask * _renoise(schedule, x_known, t_prev, known) + (1 - mask) * step.x_prev
+            if r + 1 < resample and t_prev >= 0:      # jump back: x_t ~ q(x_t | x_{t_prev})  (RePaint sec. 4.2)
+                x = schedule.q_jump(x_prev, t_prev, t, own.draw())
             else:
                 x = x_prev
     return x.clamp(-1, 1)
@@ -108,7 +99,7 @@ def sdedit(model, schedule: NoiseSchedule, x_input: torch.Tensor, label: int, st
         return x_input.clone()
     noise = initial_noise(x_input.shape, [seed + i for i in range(B)])
     x_t0 = schedule.q_sample(x_input, torch.full((B,), t0), noise)
-    full = schedule.timesteps(min(config.steps, schedule.T))
+    full = reverse_timesteps(schedule, config)
     ts = [t0] + [t for t in full if t < t0]
     labels = torch.full((B,), label, dtype=torch.long)
     return sample(model, schedule, labels, config, seeds=[seed + 100 + i for i in range(B)], x_T=x_t0, timesteps=ts)
@@ -133,14 +124,15 @@ def upscale(model, schedule: NoiseSchedule, x_low: torch.Tensor, label: int, con
     if factor * x_low.shape[-1] != 28 or factor not in (2, 4):
         raise ValueError(f"input must be 14x14 or 7x7, got {tuple(x_low.shape[-2:])}")
     ref = F.interpolate(x_low, scale_factor=factor, mode="nearest")           # (B, 1, 28, 28)
-    g = torch.Generator().manual_seed(seed + 7)
     B = x_low.shape[0]
+    seeds = [seed + i for i in range(B)]
+    ref_noise = ImageNoise(seeds, ref.shape[1:], stream=1)
 
     def post_step(t_prev: int, x_prev: torch.Tensor) -> torch.Tensor:
-        return x_prev - low_pass(x_prev, factor) + low_pass(_renoise(schedule, ref, t_prev, g), factor)
+        return x_prev - low_pass(x_prev, factor) + low_pass(_renoise(schedule, ref, t_prev, ref_noise), factor)
 
     labels = torch.full((B,), label, dtype=torch.long)
-    out = sample(model, schedule, labels, config, seeds=[seed + i for i in range(B)], post_step=post_step)
+    out = sample(model, schedule, labels, config, seeds=seeds, post_step=post_step)
     # Clamping to [-1, 1] can shift the coarse content a little; alternate the two constraints (valid pixel
     # range, low-pass = input) until both hold (projection onto convex sets).
     for _ in range(50):

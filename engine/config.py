@@ -7,7 +7,6 @@ offending value in the message; nothing is silently clamped.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -207,7 +206,9 @@ class SampleConfig(_Serialisable):
     guidance_interval: tuple[float, float] = (0.0, 1.0)
 
     def __post_init__(self) -> None:
-        _check_choice("sampler", self.sampler, ("ddim", "ddpm"))
+        from .samplers import names as sampler_names   # the registry (imported here: it imports the schedule)
+
+        _check_choice("sampler", self.sampler, sampler_names())
         _check_range("sampling steps", self.steps, 1, 10000, integer=True)
         _check_range("guidance weight", self.guidance, 0.0, 10.0)
         _check_range("eta", self.eta, 0.0, 1.0)
@@ -233,7 +234,3 @@ class SampleConfig(_Serialisable):
         else:
             d["guidance_interval"] = list(self.guidance_interval)
         return d
-
-
-def dumps(obj: _Serialisable) -> str:
-    return json.dumps(obj.to_dict(), indent=2, sort_keys=True)

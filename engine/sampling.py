@@ -1,6 +1,7 @@
-"""Reverse process: DDPM (ancestral) and DDIM samplers as generators that yield every step.
+"""Reverse process: the sampling loop, classifier-free guidance, per-image randomness and the sample cache.
 
-`sample_progressive` yields a `SamplerStep` per denoising step, so the Denoising page animates exactly the
+The samplers' updates (DDPM, DDIM, ...) are registered in samplers.py and their formulas live in schedule.py;
+this module runs them. `sample_progressive` yields a `SamplerStep` per denoising step, so the Denoising page animates exactly the
 code path that produces final samples (improved-diffusion's p_sample_loop_progressive); `sample` is a thin
 consumer that returns the last image.
 
@@ -12,12 +13,13 @@ guidance interval (SampleConfig.guidance_interval) the steps outside it run the 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterator, Sequence
 
 import torch
 
 from .config import SampleConfig
+from .samplers import get as get_sampler
 from .schedule import NoiseSchedule
 
 
@@ -27,7 +29,8 @@ class SamplerStep:
 
     x_t: the state entering the step; x_prev: the state leaving it (the final image after the last step);
     x0_pred: the model's estimate of the clean image from x_t ("pred_original_sample", to preview progress);
-    eps_pred: the (guided) noise prediction. All (B, C, H, W) in [-1, 1] image units.
+    eps_pred: the (guided) noise prediction; terms: the sampler's update split into named terms that add up to
+    x_prev before any post_step (x̂₀ term, direction or x_t term, noise term). All (B, C, H, W), image units.
     """
 
     index: int
@@ -37,6 +40,7 @@ class SamplerStep:
     x0_pred: torch.Tensor
     eps_pred: torch.Tensor
     x_prev: torch.Tensor
+    terms: dict = field(default_factory=dict)
 
 
 def guided_eps(model: torch.nn.Module, x_t: torch.Tensor, t: int, labels: torch.Tensor, guidance: float,
@@ -44,16 +48,14 @@ def guided_eps(model: torch.nn.Module, x_t: torch.Tensor, t: int, labels: torch.
     """Noise prediction with classifier-free guidance; one forward of 2B images when guidance > 0."""
     B = x_t.shape[0]
     tt = torch.full((B,), t, dtype=torch.long, device=x_t.device)
-    cfg = getattr(model, "cfg", None)
-    conditional = cfg is None or cfg.class_embedding or cfg.style_dim > 0
-    if guidance == 0 or not conditional:
+    cfg = model.cfg                                          # every denoiser here carries its ModelConfig
+    if guidance == 0 or not (cfg.class_embedding or cfg.style_dim > 0):
         return model(x_t, tt, labels, style)
-    null_index = cfg.null_class if cfg is not None else 10
-    if labels.dim() == 2:                                    # soft labels: the null is one-hot on index 10
+    if labels.dim() == 2:                                    # soft labels: the null is one-hot on the null index
         null = torch.zeros_like(labels)
-        null[:, null_index] = 1.0
+        null[:, cfg.null_class] = 1.0
     else:
-        null = torch.full_like(labels, null_index)
+        null = torch.full_like(labels, cfg.null_class)
     style2 = None
     if style is not None:
         style2 = torch.cat([style, torch.full_like(style, float("nan"))])
@@ -62,73 +64,40 @@ def guided_eps(model: torch.nn.Module, x_t: torch.Tensor, t: int, labels: torch.
     return (1 + guidance) * eps_cond - guidance * eps_uncond
 
 
-def _alpha_bar(schedule: NoiseSchedule, t: int, like: torch.Tensor) -> torch.Tensor:
-    """alpha_bar at t as a 0-dim tensor in like's dtype; alpha_bar(-1) = 1 (the clean image)."""
-    value = 1.0 if t < 0 else float(schedule.alpha_bar[t])
-    return torch.tensor(value, dtype=like.dtype, device=like.device)
+class ImageNoise:
+    """Every random draw of a sampling run, one generator per image, seeded from that image's seed.
 
-
-def ddim_step(schedule: NoiseSchedule, x_t: torch.Tensor, t: int, t_prev: int, eps: torch.Tensor,
-              eta: float = 0.0, clip_x0: bool = True, noise: torch.Tensor | None = None
-              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One DDIM update (Song et al. 2021, eq. 12). Returns (x_prev, x0_pred, eps_used).
-
-    Matches diffusers' DDIMScheduler.step(use_clipped_model_output=True) given the same t, t_prev and noise.
+    Draw k of image i comes from generator i alone, so a digit depends only on its own seed: the same seed
+    gives the same digit in a batch of 1 or of 250, on any page and in the cache. The first draw of stream 0
+    is x_T; the sampler's per-step noise follows it. Other streams (stream > 0) are independent sequences for
+    other random needs of one image (re-noising the known pixels in inpainting and upscaling).
     """
-    a_t, a_prev = _alpha_bar(schedule, t, x_t), _alpha_bar(schedule, t_prev, x_t)
-    # 1. predicted x_0 from the predicted noise (eq. 12, "predicted x_0")
-    x0 = (x_t - (1 - a_t).sqrt() * eps) / a_t.sqrt()
-    if clip_x0:
-        x0 = x0.clamp(-1, 1)
-        eps = (x_t - a_t.sqrt() * x0) / (1 - a_t).sqrt()      # keep eps consistent with the clipped x_0
-    # 2. sigma_t(eta) (eq. 16); eta = 1 gives the DDPM posterior variance
-    var = (1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)
-    sigma = eta * var.sqrt()
-    # 3. "direction pointing to x_t" and the update
-    x_prev = a_prev.sqrt() * x0 + (1 - a_prev - sigma ** 2).clamp(min=0).sqrt() * eps
-    if eta > 0 and t_prev >= 0:
-        if noise is None:
-            raise ValueError("ddim_step with eta > 0 needs a noise tensor")
-        x_prev = x_prev + sigma * noise
-    return x_prev, x0, eps
 
+    def __init__(self, seeds: Sequence[int], shape: Sequence[int], device: torch.device | str = "cpu",
+                 stream: int = 0) -> None:
+        self.shape = tuple(shape)                            # one image: (C, H, W)
+        self.device = device
+        self.generators = [torch.Generator().manual_seed(int(s) if stream == 0 else
+                                                          (int(s) * 1_000_003 + stream) % 2**63) for s in seeds]
 
-def ddpm_step(schedule: NoiseSchedule, x_t: torch.Tensor, t: int, t_prev: int, eps: torch.Tensor,
-              clip_x0: bool = True, noise: torch.Tensor | None = None, add_noise: bool = True
-              ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One ancestral step x_t -> x_{t_prev} through the posterior q(x_prev | x_t, x0_pred) (Ho et al. eq. 6-7).
-
-    With t_prev = t - 1 this is the paper's sampler; with a stride it uses the betas of the strided chain
-    (beta' = 1 - alpha_bar_t / alpha_bar_prev), as diffusers' DDPMScheduler does. Returns (x_prev, x0_pred).
-    add_noise=False drops the sigma * z term: the "wrong sampler" that collapses to blurry averages.
-    """
-    a_t, a_prev = _alpha_bar(schedule, t, x_t), _alpha_bar(schedule, t_prev, x_t)
-    beta = 1 - a_t / a_prev                                    # beta of the (possibly strided) step
-    x0 = (x_t - (1 - a_t).sqrt() * eps) / a_t.sqrt()
-    if clip_x0:
-        x0 = x0.clamp(-1, 1)
-    mean = (a_prev.sqrt() * beta / (1 - a_t)) * x0 + ((1 - beta).sqrt() * (1 - a_prev) / (1 - a_t)) * x_t
-    if t_prev < 0 or not add_noise:
-        return mean, x0
-    if noise is None:
-        raise ValueError("ddpm_step needs a noise tensor")
-    var = (1 - a_prev) / (1 - a_t) * beta
-    return mean + var.clamp(min=1e-20).sqrt() * noise, x0
+    def draw(self) -> torch.Tensor:
+        """(B, C, H, W) standard normal: the next draw of every image's generator."""
+        return torch.stack([torch.randn(self.shape, generator=g) for g in self.generators]).to(self.device)
 
 
 def initial_noise(shape: Sequence[int], seeds: Sequence[int], device: torch.device | str = "cpu") -> torch.Tensor:
-    """x_T for a batch: image i is drawn from its own generator seeded with seeds[i].
+    """x_T for a batch: image i is the first draw of its own generator, seeded with seeds[i]; (B, C, H, W)."""
+    if len(seeds) != shape[0]:
+        raise ValueError(f"need one seed per image: {shape[0]} images, {len(seeds)} seeds")
+    return ImageNoise(seeds, shape[1:], device).draw()
 
-    So a digit depends only on its own seed, not on what else is in the batch; (B, C, H, W) float32.
-    """
-    B = shape[0]
-    if len(seeds) != B:
-        raise ValueError(f"need one seed per image: {B} images, {len(seeds)} seeds")
-    out = torch.empty(tuple(shape), dtype=torch.float32)
-    for i, s in enumerate(seeds):
-        g = torch.Generator().manual_seed(int(s))
-        out[i] = torch.randn(tuple(shape[1:]), generator=g)
-    return out.to(device)
+
+def reverse_timesteps(schedule: NoiseSchedule, config: SampleConfig) -> list[int]:
+    """The config's `steps` timesteps from T-1 down to 0; more steps than the chain has is an error."""
+    if config.steps > schedule.T:
+        raise ValueError(f"{config.steps} sampling steps asked of a model with T = {schedule.T} noise levels; "
+                         f"use at most {schedule.T}")
+    return schedule.timesteps(config.steps)
 
 
 @torch.inference_mode()
@@ -139,38 +108,39 @@ def sample_progressive(model: torch.nn.Module, schedule: NoiseSchedule, labels: 
                        post_step: Callable[[int, torch.Tensor], torch.Tensor] | None = None,
                        eps_fn: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
                        ) -> Iterator[SamplerStep]:
-    """Run the reverse process step by step, yielding a SamplerStep after each one.
+    """Run the reverse process step by step with the config's registered sampler, yielding a SamplerStep each.
 
-    labels: (B,) int64 classes (10 = unconditional). seeds: one per image (default config.seed + i).
+    labels: (B,) int64 classes (10 = unconditional) or (B, 11) soft class weights. seeds: one per image
+    (default config.seed + i); every random draw of image i comes from its seed (ImageNoise).
     x_T: start state instead of seeded noise (SDEdit starts from a noised real digit). timesteps: descending
     list to run instead of the config's `steps` (SDEdit runs only the tail). post_step(t_prev, x_prev) may
     replace the state after each step (inpainting, ILVR). eps_fn(x_t, t) replaces the guided model call.
     """
     cfg = config or SampleConfig()
+    sampler = get_sampler(cfg.sampler)
     device = next(model.parameters()).device
     labels = labels.to(device)
-    B = labels.shape[0]                                       # labels: (B,) ints or (B, 11) soft weights
-    shape = (B, model.cfg.in_channels, model.cfg.image_size, model.cfg.image_size)
+    B = labels.shape[0]
+    shape = (model.cfg.in_channels, model.cfg.image_size, model.cfg.image_size)
     if seeds is None:
         seeds = [cfg.seed + i for i in range(B)]
-    x = initial_noise(shape, seeds, device) if x_T is None else x_T.to(device)
-    ts = list(timesteps) if timesteps is not None else schedule.timesteps(min(cfg.steps, schedule.T))
-    step_gen = torch.Generator(device="cpu").manual_seed(int(seeds[0]) * 1_000_003 + 7 if len(seeds) else cfg.seed)
+    if len(seeds) != B:
+        raise ValueError(f"need one seed per image: {B} images, {len(seeds)} seeds")
+    noise_source = ImageNoise(seeds, shape, device)
+    x = noise_source.draw() if x_T is None else x_T.to(device)
+    ts = list(timesteps) if timesteps is not None else reverse_timesteps(schedule, cfg)
+    stochastic = sampler.needs_noise(cfg)
+    memory: dict = {}
     if style is not None:
         style = style.to(device)
     for i, t in enumerate(ts):
         t_prev = ts[i + 1] if i + 1 < len(ts) else -1
         eps = (eps_fn(x, t) if eps_fn is not None
                else guided_eps(model, x, t, labels, cfg.guidance_at(t, schedule.T), style))
-        needs_noise = t_prev >= 0 and (cfg.sampler == "ddpm" and cfg.add_noise or cfg.sampler == "ddim" and cfg.eta > 0)
-        noise = torch.randn(shape, generator=step_gen).to(device) if needs_noise else None
-        if cfg.sampler == "ddim":
-            x_prev, x0, eps = ddim_step(schedule, x, t, t_prev, eps, cfg.eta, cfg.clip_x0, noise)
-        else:
-            x_prev, x0 = ddpm_step(schedule, x, t, t_prev, eps, cfg.clip_x0, noise, cfg.add_noise)
-        if post_step is not None:
-            x_prev = post_step(t_prev, x_prev)
-        yield SamplerStep(i, t, t_prev, x, x0, eps, x_prev)
+        noise = noise_source.draw() if stochastic and t_prev >= 0 else None
+        out = sampler.step(schedule, x, t, t_prev, eps, cfg, noise, memory)
+        x_prev = out.x_prev if post_step is None else post_step(t_prev, out.x_prev)
+        yield SamplerStep(i, t, t_prev, x, out.x0_pred, out.eps, x_prev, out.terms)
         x = x_prev
 
 
@@ -216,8 +186,20 @@ def sample_cached(checkpoint, labels: torch.Tensor, config: SampleConfig, seeds:
 
     if cache is None or not checkpoint.sha256:
         return compute()["images"]
-    key = cache_key(weights=checkpoint.sha256, sample=config.to_dict(), seeds=seeds, labels=labels.tolist())
+    key = cache_key(weights=checkpoint.sha256, sample=config.to_dict(), seeds=seeds, labels=labels.tolist(),
+                    **sampler_key(config))
     return cache.get_or_compute(key, compute)["images"]
+
+
+def sampler_key(config: SampleConfig) -> dict:
+    """What, besides the config, decides the images a config produces: the registered sampler's version and,
+    for samplers that draw noise at every step, how that noise is drawn. Empty for the deterministic DDIM of
+    version 1, so the shipped precomputed samples keep their keys."""
+    sampler = get_sampler(config.sampler)
+    key = {} if sampler.version == 1 else {"sampler_version": sampler.version}
+    if sampler.needs_noise(config):
+        key["noise"] = "per-image"          # before: one generator per batch, so an image depended on its batch
+    return key
 
 
 def trajectory(model: torch.nn.Module, schedule: NoiseSchedule, labels: torch.Tensor, config: SampleConfig,

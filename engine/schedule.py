@@ -49,10 +49,9 @@ class NoiseSchedule:
         self.alphas = 1.0 - self.betas
         self.alpha_bar = torch.cumprod(self.alphas, dim=0)                                   # (T,)
         self.alpha_bar_prev = torch.cat([torch.ones(1, dtype=torch.float64), self.alpha_bar[:-1]])
-        # Posterior q(x_{t-1} | x_t, x_0) = N(mean, variance)  (Ho et al. eq. 6-7)
+        # Posterior variance of the full chain, beta-tilde_t (Ho et al. eq. 7), for plots and tests; samplers call
+        # q_posterior, which also handles strided chains.
         self.posterior_variance = self.betas * (1 - self.alpha_bar_prev) / (1 - self.alpha_bar)
-        self.posterior_mean_coef_x0 = self.betas * self.alpha_bar_prev.sqrt() / (1 - self.alpha_bar)
-        self.posterior_mean_coef_xt = (1 - self.alpha_bar_prev) * self.alphas.sqrt() / (1 - self.alpha_bar)
         self._cache: dict[tuple, dict[str, torch.Tensor]] = {}
 
     # -- helpers -------------------------------------------------------------------------------------------------
@@ -96,19 +95,70 @@ class NoiseSchedule:
     # alias with the diffusers name, so code and tests read naturally against DDPMScheduler.add_noise
     add_noise = q_sample
 
-    def predict_x0_from_eps(self, x_t: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-        """x0_pred = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)   (eq. 4 solved for x0)."""
-        ab = self._table("alpha_bar", t, x_t)
+    # -- the reverse-process maths, once: every sampler, application and guidance method calls these ---------
+    # t may be an int (one timestep for the whole batch, as samplers use it; t = -1 means "the clean image",
+    # alpha_bar = 1) or a (B,) int64 tensor (one timestep per image, as training and introspection use it).
+    def alpha_bar_at(self, t: int) -> float:
+        """alpha_bar_t as a float; alpha_bar_{-1} = 1 (the clean image, where every reverse chain ends)."""
+        if not isinstance(t, int) or not -1 <= t < self.T:
+            raise ValueError(f"timestep must be an int in [-1, {self.T - 1}], got {t!r}")
+        return 1.0 if t < 0 else float(self.alpha_bar[t])
+
+    def _ab(self, t: "int | torch.Tensor", like: torch.Tensor) -> torch.Tensor:
+        """alpha_bar at t in like's dtype / device, shaped to broadcast against (B, C, H, W)."""
+        if isinstance(t, torch.Tensor):
+            return self._table("alpha_bar", self.check_t(t).to(like.device), like)
+        return torch.tensor(self.alpha_bar_at(t), dtype=like.dtype, device=like.device)
+
+    def predict_x0_from_eps(self, x_t: torch.Tensor, t: "int | torch.Tensor", eps: torch.Tensor) -> torch.Tensor:
+        """x0_pred = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)   (Ho et al. eq. 4 solved for x0; eq. 15).
+
+        Meaningless where alpha_bar_t is tiny: at t = T-1 of the cosine schedule it divides by ~4.5e-5, so the
+        first steps' x0_pred is amplified noise (samplers clip it to [-1, 1])."""
+        ab = self._ab(t, x_t)
         return (x_t - (1 - ab).sqrt() * eps) / ab.sqrt()
 
-    def predict_eps_from_x0(self, x_t: torch.Tensor, t: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
-        ab = self._table("alpha_bar", t, x_t)
+    def predict_eps_from_x0(self, x_t: torch.Tensor, t: "int | torch.Tensor", x0: torch.Tensor) -> torch.Tensor:
+        """eps = (x_t - sqrt(alpha_bar_t) x0) / sqrt(1 - alpha_bar_t): the noise consistent with x0 (eq. 4)."""
+        ab = self._ab(t, x_t)
         return (x_t - ab.sqrt() * x0) / (1 - ab).sqrt()
 
-    def q_posterior(self, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and variance of q(x_{t-1} | x_t, x_0)   (eq. 6-7). Variance is (B, 1, 1, 1)."""
-        mean = self._table("posterior_mean_coef_x0", t, x_t) * x0 + self._table("posterior_mean_coef_xt", t, x_t) * x_t
-        return mean, self._table("posterior_variance", t, x_t)
+    def q_posterior(self, x0: torch.Tensor, x_t: torch.Tensor, t: int, t_prev: int | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """q(x_{t_prev} | x_t, x0) = N(c0 x0 + ct x_t, var)   (Ho et al. eq. 6-7).
+
+        t_prev defaults to t - 1 (the paper's chain). A strided chain (t_prev < t - 1) uses that chain's own
+        beta' = 1 - alpha_bar_t / alpha_bar_{t_prev}, as diffusers' DDPMScheduler does.
+        Returns (x0 term c0 * x0, x_t term ct * x_t, mean, variance) with variance a 0-dim tensor.
+        """
+        t_prev = t - 1 if t_prev is None else t_prev
+        a_t, a_prev = self._ab(t, x_t), self._ab(t_prev, x_t)
+        beta = 1 - a_t / a_prev                                                  # beta of the (strided) step
+        x0_term = (a_prev.sqrt() * beta / (1 - a_t)) * x0
+        xt_term = ((1 - beta).sqrt() * (1 - a_prev) / (1 - a_t)) * x_t
+        variance = (1 - a_prev) / (1 - a_t) * beta                               # beta-tilde (eq. 7)
+        return x0_term, xt_term, x0_term + xt_term, variance
+
+    def ddim_sigma(self, t: int, t_prev: int, eta: float, like: torch.Tensor) -> torch.Tensor:
+        """sigma_t(eta) = eta * sqrt((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev))   (Song et al. 2021, eq. 16).
+
+        eta = 1 gives the DDPM posterior's standard deviation; eta = 0 the deterministic DDIM."""
+        a_t, a_prev = self._ab(t, like), self._ab(t_prev, like)
+        return eta * ((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)).sqrt()
+
+    def ddim_terms(self, x0: torch.Tensor, eps: torch.Tensor, t_prev: int, sigma: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The two deterministic terms of the DDIM update (Song et al. 2021, eq. 12):
+        "predicted x0" sqrt(a_prev) x0 and "direction pointing to x_t" sqrt(1 - a_prev - sigma^2) eps.
+        x_{t_prev} = their sum + sigma * z."""
+        a_prev = self._ab(t_prev, x0)
+        return a_prev.sqrt() * x0, (1 - a_prev - sigma ** 2).clamp(min=0).sqrt() * eps
+
+    def q_jump(self, x_s: torch.Tensor, s: int, t: int, noise: torch.Tensor) -> torch.Tensor:
+        """Forward from level s to a noisier level t > s: x_t ~ q(x_t | x_s) = N(sqrt(a_t / a_s) x_s, (1 - a_t / a_s) I)
+        (the product of the forward steps between them; RePaint's "jump back")."""
+        ratio = self._ab(t, x_s) / self._ab(s, x_s)
+        return ratio.sqrt() * x_s + (1 - ratio).sqrt() * noise
 
     def signal_noise_coefficients(self, t: int) -> tuple[float, float]:
         """(sqrt(alpha_bar_t), sqrt(1 - alpha_bar_t)) as plain floats: the numbers in the closed form."""
@@ -143,8 +193,10 @@ def noising_strip(schedule: NoiseSchedule, x0: torch.Tensor, fractions: list[flo
 
 
 def fraction_to_t(schedule: NoiseSchedule, fraction: float) -> int:
-    """Fraction of the chain in [0, 1] -> timestep index in [0, T-1]."""
-    return int(round(min(max(fraction, 0.0), 1.0) * (schedule.T - 1)))
+    """Fraction of the chain in [0, 1] -> timestep index in [0, T-1]; a fraction outside [0, 1] is an error."""
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"fraction of the chain must be between 0 and 1, got {fraction!r}")
+    return int(round(fraction * (schedule.T - 1)))
 
 
 def schedule_curves(schedule: NoiseSchedule) -> dict[str, "object"]:

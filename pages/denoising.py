@@ -1,6 +1,7 @@
 """Denoising: worksheet 1.3, 2.3, 5.2 — the reverse process step by step, guidance, samplers, memorisation."""
 import streamlit as st
 
+from engine import samplers
 from engine.config import ConfigError, SampleConfig
 from ui import denoising_view as view, resources, roles, state
 
@@ -17,7 +18,7 @@ PARAMS = [
     state.Param("seed", 0, state.int_in(0, 99999)),
     state.Param("w", float(rec.guidance), state.float_in(0.0, 10.0)),
     state.Param("gfrom", float(rec.guidance_interval[0]), state.float_in(0.0, 0.95)),
-    state.Param("sampler", rec.sampler, state.one_of("ddim", "ddpm")),
+    state.Param("sampler", rec.sampler, state.one_of(*samplers.names())),
     state.Param("steps", min(rec.steps, ck.schedule_config.T), state.int_in(1, 1000)),
     state.Param("noise", "on", state.one_of("on", "off")),
 ]
@@ -34,7 +35,8 @@ c[2].slider("guidance w", 0.0, 10.0, step=0.1, key=k("w"), help="ε = (1 + w)·�
 c[3].slider("guide while t/T ≥", 0.0, 0.95, step=0.05, key=k("gfrom"),
             help="Guidance only at high noise, where the digit's identity is decided; later steps run the "
                  "conditional model alone, one forward instead of two (0 = guide every step)")
-c[4].selectbox("sampler", ["ddim", "ddpm"], key=k("sampler"))
+c[4].selectbox("sampler", samplers.names(), key=k("sampler"), format_func=str.upper,
+               help="  \n".join(s.title for s in samplers.SAMPLERS.values()))
 c[5].number_input("steps", 1, ck.schedule_config.T, key=k("steps"))
 c[6].selectbox("ancestral noise (DDPM)", ["on", "off"], key=k("noise"),
                help="'off' is the classic bug: the DDPM step without σ·z collapses to a blurry average")

@@ -75,3 +75,22 @@ def test_masks_and_ood_inputs(digit):
     ood = out_of_distribution_inputs(digit)
     assert set(ood) == {"letter A", "inverted digit", "blank", "noise"}
     assert all(v.shape == (1, 1, 28, 28) and v.min() >= -1 and v.max() <= 1 for v in ood.values())
+
+
+def test_applications_give_each_image_the_same_result_in_any_batch(tiny_model):
+    """Each image's randomness is its own (sampling.ImageNoise): inpainting (with RePaint's jumps), SDEdit with
+    ancestral DDPM, and upscaling give image i the same result alone as in a batch of three."""
+    _, held = load("mnist-5k")
+    x = held.images[:3]
+    s = NoiseSchedule(TINY_SCHEDULE)
+    ddpm = SampleConfig(sampler="ddpm", steps=10, guidance=1.0)
+    runs = {
+        "inpaint": lambda batch, seed: inpaint(tiny_model, s, batch, make_mask("top"), 4, ddpm, seed=seed, resample=2),
+        "sdedit": lambda batch, seed: sdedit(tiny_model, s, batch, 4, 0.6, ddpm, seed=seed),
+        "upscale": lambda batch, seed: upscale(tiny_model, s, downsample(batch, 2), 4, ddpm, seed=seed),
+    }
+    for name, run in runs.items():
+        together = run(x, 20)
+        alone = torch.cat([run(x[i:i + 1], 20 + i) for i in range(3)])
+        assert (together - alone).abs().max() < 1e-4, name
+        assert (run(x[:1], 21) - together[:1]).abs().max() > 0.05, name     # another seed changes the result
