@@ -117,10 +117,10 @@ def load(name: str = "mnist-5k", root: str | Path | None = None, download: bool 
 
 
 class BatchSampler:
-    """Endless shuffled batches from an in-memory split, deterministic given a torch.Generator.
+    """Endless shuffled batches from an in-memory split, deterministic given its seed.
 
-    Epochs are drawn as permutations, so every image is seen once per epoch. `state()` / `skip_to(step)`
-    make a resumed run see the same batches as an uninterrupted one.
+    Epochs are drawn as permutations, so every image is seen once per epoch. The k-th batch depends only on
+    (seed, k): `skip_to(step)` makes a resumed run see the same batches as an uninterrupted one.
     """
 
     def __init__(self, split: Split, batch_size: int, seed: int) -> None:

@@ -1,12 +1,11 @@
 """Named model + training recipes. The Training page and `python -m engine train --preset NAME` use these.
 
-FLOPs and throughput were measured on the project's 2-core CPU (see the README's model table):
-    tiny      0.20 M params,  53 MFLOP/image forward, ~630-720 train images/s — the live classroom demo
-    fast      0.52 M params,  71 MFLOP/image forward, ~670 train images/s — no 28x28 level (2x2 patch stem):
-              100 guided DDIM-25 digits in ~1.5 s vs ~4.5 s for the default, same quality bars (12,000 steps)
-    default   0.82 M params, 212 MFLOP/image forward, ~220-275 train images/s — the shipped model
+    tiny      0.20 M params — learns visible digits within minutes on a laptop CPU: the live classroom demo
+    fast      0.52 M params — no 28x28 level (2x2 patch stem): a third of the default's FLOPs per sampling step
+    default   0.82 M params — the shipped model
 Widths are cheap at 14x14 and 7x7 and expensive at 28x28 (a 3x3 conv costs H*W*9*Cin*Cout), so capacity
-sits in the lower levels; attention runs only at 7x7 (49 tokens).
+sits in the lower levels; attention runs only at 7x7 (49 tokens). Measured FLOPs and training throughput of
+each are in the README's bench table (`python -m engine bench`), not repeated here.
 """
 from __future__ import annotations
 
@@ -60,6 +59,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
 
 
 def get_preset(name: str) -> Preset:
+    """The preset called `name`; ConfigError listing the known names otherwise."""
     try:
         return PRESETS[name]
     except KeyError:
@@ -71,18 +71,24 @@ SCHEDULE_OVERRIDES = ("kind", "T")
 TRAIN_OVERRIDES = ("steps", "batch_size", "lr", "p_uncond", "seed")
 
 
-def customise(name: str, **overrides) -> Preset:
-    """A preset with learner overrides (width, depth, T, schedule, steps, batch, lr, p_uncond), validated.
+def _given(overrides: dict, keys: tuple[str, ...]) -> dict:
+    """The overrides among `keys` that were given (not None)."""
+    return {k: v for k, v in overrides.items() if k in keys and v is not None}
 
-    Raises ConfigError with the offending value; unknown override names are an error too.
+
+def customise(name: str, **overrides) -> Preset:
+    """A preset with learner overrides (width, depth, T, schedule, steps, batch, lr, p_uncond, seed), validated.
+
+    An override of None keeps the preset's value. The recommended sampling steps follow a smaller T (a
+    sampler cannot take more steps than the schedule has). Raises ConfigError with the offending value;
+    unknown override names are an error too.
     """
     p = get_preset(name)
     unknown = set(overrides) - set(MODEL_OVERRIDES + SCHEDULE_OVERRIDES + TRAIN_OVERRIDES)
     if unknown:
         raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
-    pick = lambda keys: {k: v for k, v in overrides.items() if k in keys and v is not None}  # noqa: E731
-    model = p.model.replace(**pick(MODEL_OVERRIDES))
-    schedule = p.schedule.replace(**pick(SCHEDULE_OVERRIDES))
-    train = p.train.replace(**pick(TRAIN_OVERRIDES))
+    model = p.model.replace(**_given(overrides, MODEL_OVERRIDES))
+    schedule = p.schedule.replace(**_given(overrides, SCHEDULE_OVERRIDES))
+    train = p.train.replace(**_given(overrides, TRAIN_OVERRIDES))
     rec = p.recommended.replace(steps=min(p.recommended.steps, schedule.T))
     return Preset(p.name, p.description, model, schedule, train, rec)

@@ -1,9 +1,11 @@
+"""engine/training/trainer.py: the background Trainer thread, its controls and its immutable status."""
 import time
 from pathlib import Path
 
 import pytest
 
-from engine.training import Trainer, TrainerBusy, check_run_name, list_runs
+from engine.training.runs import list_runs
+from engine.training.trainer import Trainer, TrainerBusy, check_run_name, training_threads
 
 from .conftest import TINY_MODEL, TINY_SAMPLE, TINY_SCHEDULE, TINY_TRAIN
 
@@ -55,21 +57,22 @@ def test_finished_run_and_resume_after_interruption(tmp_path):
     ("nonfinite", "learning rate"), ("boom", "RuntimeError: boom"), ("disk", "disk full"),
 ])
 def test_failure_is_visible_in_status_and_keeps_last_checkpoint(tmp_path, monkeypatch, error, expected):
-    import engine.training as training
+    import engine.training.run as run_module
     from engine.checkpoints import load_checkpoint
+    from engine.training.step import NonFiniteLoss
 
-    real = training.train_step
+    real = run_module.train_step
 
     def flaky(model, opt, schedule, x0, labels, cfg, step, *a, **k):
         if step == 7:
             if error == "nonfinite":
-                raise training.NonFiniteLoss("the loss became nan at step 7: the learning rate 0.002 is too high")
+                raise NonFiniteLoss("the loss became nan at step 7: the learning rate 0.002 is too high")
             if error == "disk":
                 raise OSError(28, "No space left on device")
             raise RuntimeError("boom")
         return real(model, opt, schedule, x0, labels, cfg, step, *a, **k)
 
-    monkeypatch.setattr(training, "train_step", flaky)
+    monkeypatch.setattr(run_module, "train_step", flaky)
     tr = Trainer(tmp_path, threads=1)
     tr.start("bad", TINY_MODEL, TINY_SCHEDULE, TINY_TRAIN.replace(steps=50, checkpoint_every=5), TINY_SAMPLE)
     s = _wait(tr, lambda s: s.state == "failed")
@@ -84,6 +87,30 @@ def test_run_names_cannot_escape_the_runs_folder():
     assert check_run_name("wide-1.5x_run") == "wide-1.5x_run"
 
 
+def test_names_taken_or_without_checkpoint_are_refused_and_status_is_frozen(tmp_path):
+    import dataclasses
+
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "x").write_text("x")
+    tr = Trainer(tmp_path, threads=1)
+    with pytest.raises(FileExistsError, match="'taken' already exists"):
+        tr.start("taken", TINY_MODEL, TINY_SCHEDULE, TINY_TRAIN, TINY_SAMPLE)
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        tr.resume_run("nothing-here")
+    s = tr.status()
+    assert s.state == "idle" and not s.active
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.step = 5
+
+
+def test_training_threads_leave_cores_for_the_server(monkeypatch):
+    import os
+
+    for cores, expected in ((1, 1), (2, 1), (4, 3), (8, 6), (None, 1)):
+        monkeypatch.setattr(os, "cpu_count", lambda: cores)
+        assert training_threads() == expected
+
+
 def test_server_exit_saves_the_running_training_at_its_step(tmp_path):
     """The dashboard's server stopping (Ctrl-C, SIGTERM: Streamlit then exits normally) must not lose the steps
     trained since the last periodic checkpoint: here there is none before the exit."""
@@ -96,7 +123,7 @@ def test_server_exit_saves_the_running_training_at_its_step(tmp_path):
     script = f"""
 import sys, time
 sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
-from engine.training import Trainer
+from engine.training.trainer import Trainer
 from tests.conftest import TINY_MODEL, TINY_SAMPLE, TINY_SCHEDULE, TINY_TRAIN
 tr = Trainer({str(tmp_path)!r}, threads=1)
 tr.start("live", TINY_MODEL, TINY_SCHEDULE,

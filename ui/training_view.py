@@ -9,7 +9,8 @@ import streamlit as st
 
 from engine.config import ConfigError
 from engine.presets import PRESETS, customise
-from engine.training import TrainerBusy, list_runs
+from engine.training.runs import list_runs
+from engine.training.trainer import TrainerBusy
 
 from . import figures, resources, roles, widgets
 

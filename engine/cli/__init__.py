@@ -1,0 +1,45 @@
+"""Command line: `python -m engine {train,sample,evaluate,...} --help`.
+
+One module per command group, each adding its own subcommands:
+- `train`: train (resumable, Ctrl-C saves, torchrun);
+- `sample`: sample, evaluate, clip-rank, apply (drawing from a trained model);
+- `models`: export, precompute, style-eval, train-judge, train-clip, summary (making and describing models);
+- `bench`: bench (calls the benchmark in the top-level benchmarks/ package).
+Commands parse, call the engine and print; the logic lives in engine modules. Errors a user can fix print
+`error: ...` and exit 2, without a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import bench, models, sample, train
+
+# In the order `python -m engine --help` lists them
+COMMANDS = (train.add_train, sample.add_sample, models.add_train_judge, sample.add_evaluate, sample.add_apply,
+            models.add_export, models.add_style_eval, models.add_precompute, bench.add_bench, models.add_train_clip,
+            sample.add_clip_rank, models.add_summary)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m engine", description="Diffusion Lab engine")
+    sub = p.add_subparsers(dest="command", required=True)
+    for add in COMMANDS:
+        add(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns its exit code (2 with `error: ...` on stderr for a problem the user can fix)."""
+    from ..checkpoints import CheckpointError
+    from ..config import ConfigError
+    from ..data import DataUnavailable
+    from ..training.step import NonFiniteLoss
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (CheckpointError, ConfigError, DataUnavailable, NonFiniteLoss, FileNotFoundError, RuntimeError,
+            ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
