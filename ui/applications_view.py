@@ -10,7 +10,7 @@ import torch
 
 from engine import applications as apps
 from engine.config import SampleConfig
-from engine.judge import predict
+from engine.judge import NOT_A_DIGIT, predict
 from engine.schedule import NoiseSchedule
 
 from . import resources, roles, widgets
@@ -24,6 +24,8 @@ def _judge_line(x: torch.Tensor) -> str:
         return ""
     probs, _ = predict(judge, x.clamp(-1, 1))
     p, c = probs[0].max(0)
+    if int(c) == NOT_A_DIGIT:
+        return "judge: **not a digit**"
     return f"judge reads **{int(c)}** ({float(p):.0%})"
 
 
@@ -150,22 +152,31 @@ def interpolation_tab(path: str, cfg: SampleConfig) -> None:
 
 
 def limits_tab(path: str, x: torch.Tensor, cfg: SampleConfig) -> None:
-    strength = st.slider("editing strength for the odd inputs", 0.1, 1.0, 0.5, 0.05, key="apps.ood_strength")
+    c1, c2 = st.columns(2)
+    strength = c1.slider("editing strength for the odd inputs", 0.1, 1.0, 0.5, 0.05, key="apps.ood_strength")
+    target = int(c2.number_input("edit them towards digit", 0, 9, 8, key="apps.ood_target"))
     rows = []
     judge = resources.get_judge()
     for name, img in apps.out_of_distribution_inputs(x).items():
-        guess = int(predict(judge, img)[0].argmax()) if judge is not None else 0
-        out, _ = run(path, "sdedit", img, cfg, label=guess, strength=float(strength), seed=0)
-        rows.append((name, img, out, guess))
+        out, _ = run(path, "sdedit", img, cfg, label=target, strength=float(strength), seed=0)
+        read = int(predict(judge, out.clamp(-1, 1))[0].argmax()) if judge is not None else None
+        rows.append((name, img, out, read))
     cols = st.columns(len(rows))
-    for col, (name, img, out, guess) in zip(cols, rows):
+    for col, (name, img, out, _) in zip(cols, rows):
         with col:
             widgets.show(np.concatenate([widgets.to_display(img[0]), widgets.to_display(out[0])], axis=1),
-                         caption=f"{name} → edited towards {guess}", scale=3)
+                         caption=f"{name} → edited towards {target}", scale=3)
             st.markdown(_judge_line(img) + " → " + _judge_line(out))
-    st.caption("The model only knows white-on-black digits: a letter is forced into the nearest digit, an inverted "
-               "digit is not read as that digit, and a blank becomes whatever the class label asks for. The judge "
-               "confidently labels even inputs that are not digits: a classifier cannot say 'none of these'.")
+    if judge is not None:
+        became = [name for name, _, _, read in rows if read == target]
+        kept = [name for name, _, _, read in rows if read != target]
+        st.caption(f"At strength {strength:.2f}, the edit turned {len(became)} of {len(rows)} odd inputs into a "
+                   f"{target} the judge reads as one ({', '.join(became) or 'none'}); "
+                   f"{', '.join(kept) or 'none'} did not become one. Move the strength: low strengths keep the "
+                   "input (the model only nudges it), high strengths replace it with a digit of the class.")
+    st.caption("The model has only seen white-on-black digits. The judge answers 'not a digit' when an input's "
+               "features are far from every digit it was trained on (a calibrated distance threshold), instead "
+               "of naming a class with false confidence.")
 
 
 STYLE_PATH = resources.SHIPPED_ROOT / "style"

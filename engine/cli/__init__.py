@@ -3,7 +3,8 @@
 One module per command group, each adding its own subcommands:
 - `train`: train (resumable, Ctrl-C saves, torchrun);
 - `sample`: sample, evaluate, clip-rank, apply (drawing from a trained model);
-- `models`: export, precompute, style-eval, train-judge, train-clip, summary (making and describing models);
+- `models`: export, precompute, style-eval, train-judge, calibrate-judge, judge, train-clip, summary (making,
+  describing and using models);
 - `bench`: bench (calls the benchmark in the top-level benchmarks/ package).
 Commands parse, call the engine and print; the logic lives in engine modules. Errors a user can fix print
 `error: ...` and exit 2, without a traceback.
@@ -16,7 +17,8 @@ import sys
 from . import bench, models, sample, train
 
 # In the order `python -m engine --help` lists them
-COMMANDS = (train.add_train, sample.add_sample, models.add_train_judge, sample.add_evaluate, sample.add_apply,
+COMMANDS = (train.add_train, sample.add_sample, models.add_train_judge, models.add_calibrate_judge,
+            models.add_judge, sample.add_evaluate, sample.add_apply,
             models.add_export, models.add_style_eval, models.add_precompute, bench.add_bench, models.add_train_clip,
             sample.add_clip_rank, models.add_summary)
 

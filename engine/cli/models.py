@@ -88,6 +88,54 @@ def cmd_train_judge(a: argparse.Namespace) -> int:
     save_judge(judge, a.out, report, command_line())
     print(f"judge: {report['heldout_accuracy']:.2%} on the {report['heldout_n']} held-out digits "
           f"({report['train_seconds']:.0f} s) -> {a.out}")
+    print_abstention(report["abstention"])
+    return 0
+
+
+def print_abstention(r: dict) -> None:
+    print(f"  not a digit: {r['noise_abstained']:.1%} of {r['noise_n']} pure-noise images (largest share any digit "
+          f"class got: {r['noise_max_class_share']:.1%}); held-out real digits {r['heldout_accuracy']:.2%} correct, "
+          f"{r['heldout_abstained']:.1%} abstained")
+
+
+def add_calibrate_judge(sub) -> None:
+    c = sub.add_parser("calibrate-judge", help="fit the judge's 'not a digit' test on the training digits and save "
+                                               "it beside its weights (the weights stay as they are)")
+    c.add_argument("--judge", default="checkpoints/judge")
+    c.add_argument("--dataset", default="mnist-5k", choices=DATASETS)
+    c.add_argument("--threads", type=int)
+    c.set_defaults(func=cmd_calibrate_judge)
+
+
+def cmd_calibrate_judge(a: argparse.Namespace) -> int:
+    from ..judge import calibrate_abstention
+
+    set_threads(a.threads)
+    report = calibrate_abstention(a.judge, a.dataset, command=command_line())
+    print(f"judge {a.judge}: distance threshold {report['threshold']:.1f}")
+    print_abstention(report)
+    return 0
+
+
+def add_judge(sub) -> None:
+    j = sub.add_parser("judge", help="read images with the judge: one record per image, pred 0-9 or null for "
+                                     "'not a digit', and confidence")
+    j.add_argument("images", help=".npz with images (N, 28, 28) uint8, 0 = background, 255 = ink (as `sample` "
+                                  "writes them)")
+    j.add_argument("--judge", default="checkpoints/judge")
+    j.add_argument("--out", required=True, help="JSON file to write")
+    j.set_defaults(func=cmd_judge)
+
+
+def cmd_judge(a: argparse.Namespace) -> int:
+    from ..checkpoints import write_json_atomic
+    from ..judge import load_judge, read_images_npz, judge_records
+
+    images = read_images_npz(a.images)
+    records = judge_records(load_judge(a.judge), images)
+    write_json_atomic(Path(a.out), records)
+    abstained = sum(r["pred"] is None for r in records)
+    print(f"judged {len(records)} images from {a.images}: {abstained} not a digit -> {a.out}")
     return 0
 
 

@@ -91,7 +91,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     from ..checkpoints import load_checkpoint, write_json_atomic
     from ..data import load as load_data
     from ..devices import pick_device
-    from ..judge import load_judge
+    from ..judge import abstention_report, load_judge
     from ..metrics import quality_report
     from ..sampling import class_labels, sample_cached
 
@@ -109,6 +109,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     dt = time.perf_counter() - t0
     computed = cache is None or cache.misses > misses
     report = quality_report(judge, samples, labels, train.images, train.labels, held.images, held.labels)
+    report["judge_abstention"] = abstention_report(judge, held.images, held.labels)
     report.update(checkpoint=str(a.checkpoint), checkpoint_sha256=ck.sha256, step=ck.step, n_samples=len(labels),
                   sample_config=cfg.to_dict(), samples_per_s=round(len(labels) / dt, 2) if computed else None,
                   from_cache=not computed, sampling_seconds=round(dt, 2) if computed else None,
@@ -137,6 +138,12 @@ def _print_quality(checkpoint: str, step: int, cfg, report: dict, computed: bool
     print(f"  diversity           {report['diversity_mean']:.2f} of real digits' within-class spread")
     print(f"  memorisation        {m['fraction_closer_than_threshold']:.1%} of samples closer to a training digit "
           f"than {1 - m['quantile']:.0%} of held-out digits are (expected ~{m['quantile']:.0%})")
+    j = report.get("judge_abstention")
+    if j:
+        note = "" if j["threshold"] is not None else " (this judge has no 'not a digit' calibration)"
+        print(f"  the judge itself    says 'not a digit' for {j['noise_abstained']:.1%} of {j['noise_n']} pure-noise "
+              f"images (largest digit class {j['noise_max_class_share']:.1%}); held-out real digits "
+              f"{j['heldout_accuracy']:.2%} correct{note}")
 
 
 # -- clip-rank -------------------------------------------------------------------------------------------------------
