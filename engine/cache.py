@@ -111,7 +111,3 @@ class SampleCache:
                 break
             p.unlink(missing_ok=True)
             total -= size
-
-    def clear(self) -> None:
-        for p in self.root.glob("*.safetensors"):
-            p.unlink(missing_ok=True)

@@ -25,7 +25,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .config import ConfigError, ModelConfig, SampleConfig, ScheduleConfig, TrainConfig
-from .unet import build_model, to_device
+from .accel import to_device
+from .unet import build_model
 
 WEIGHTS = "weights.safetensors"
 OPTIMIZER = "optimizer.safetensors"
@@ -332,7 +333,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", *, wit
     model = build_model(mc)
     has_ema = any(k.startswith("ema.") for k in tensors)
     load_state(model, tensors, "ema." if has_ema else "model.", path / WEIGHTS)
-    to_device(model, device).eval()          # channels-last on a CPU: see unet.to_device
+    to_device(model, device).eval()          # the fast form (UpConv; channels-last on a CPU): see accel.to_device
     ck = Checkpoint(path, model, mc, sc, tc, rec, meta)
     if with_training_state:
         raw = build_model(mc)

@@ -1,38 +1,28 @@
-"""CLIP evaluation with open_clip: a digit-reading CLIP trained here, and pretrained CLIP when available.
+"""CLIP scoring with open_clip: a digit-reading CLIP trained here, and pretrained CLIP when available.
 
-digit-CLIP: open_clip's own ViT + text transformer, sized for 28x28 digits (16 patches of 7x7, width 64, two
-layers each; the bundled BPE tokenizer), built with `create_model(..., pretrained=None)` and trained by
-`python -m engine train-clip` on the train split. Captions come from templates naming the digit and its
-measured style ("a thick, right-slanted handwritten 7", "the number seven", ...).
+This module scores, ranks, selects and steers with CLIP; training the digit-CLIP lives in `clip_train.py`.
 
-Duplicate captions: with only 10 digits a batch holds many images of one class, and plain InfoNCE would
-push apart an image and a caption that correctly describe it. We use a multi-positive contrastive loss
-(as in SupCon / UniCL): caption j counts as a positive for image i whenever it is a correct description of
-it (same digit, style words a subset of the image's), and the soft target spreads over all positives.
+digit-CLIP: open_clip's own ViT + text transformer, sized for 28x28 digits (16 patches of 7x7, width 96, three
+vision layers, two text layers; the bundled BPE tokenizer), built with `create_model(..., pretrained=None)`, so
+it needs no network. Trained by `python -m engine train-clip` (see clip_train.py).
 
 Scores (Hessel et al. 2021): CLIPScore = 2.5 * max(cos(image, caption), 0), in [0, 2.5].
+
+Offline: open_clip (and the huggingface_hub it imports) is imported lazily, through `_open_clip()`, which sets
+HF_HUB_OFFLINE=1 unless the caller already chose a value. See `_open_clip` for why there and not at import.
 """
 from __future__ import annotations
 
-import math
 import os
-import random
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")   # must precede the open_clip import: fail fast, never hang
-
-import open_clip  # noqa: E402
-
-from . import checkpoints as ck  # noqa: E402
-from .data import DIGIT_NAMES, load as load_data  # noqa: E402
-from .judge import random_affine  # noqa: E402
-from .style import dataset_styles, style_words  # noqa: E402
+from . import checkpoints as ck
+from .data import DIGIT_NAMES
 
 CLIP_PATH = Path(__file__).resolve().parent.parent / "checkpoints" / "digit_clip"
 CLIPSCORE_W = 2.5
@@ -48,26 +38,31 @@ class ClipUnavailable(RuntimeError):
     """A CLIP model that cannot be loaded here (no weights offline, bad path); the message says what to do."""
 
 
+def _open_clip():
+    """The open_clip module, imported on first use with the Hugging Face hub offline unless the caller chose.
+
+    huggingface_hub reads HF_HUB_OFFLINE once, when it is first imported (open_clip imports it), so the flag has to
+    be set before the first open_clip import in the process to make `load_pretrained` fail fast offline instead
+    of waiting on the network. Setting it here, only when CLIP is actually used and only if unset, keeps that
+    guarantee without importing this module changing the environment of everything else in the process (it
+    used to be set at import). Entry points that want it for every library set it first thing themselves
+    (dashboard.py, tests/conftest.py); a caller that wants downloads sets HF_HUB_OFFLINE=0 before this runs.
+    """
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import open_clip
+
+    return open_clip
+
+
 def build_digit_clip() -> torch.nn.Module:
-    return open_clip.create_model("ViT-B-32", pretrained=None, embed_dim=DIGIT_CLIP_CFG["embed_dim"],
-                                  vision_cfg=DIGIT_CLIP_CFG["vision_cfg"], text_cfg=DIGIT_CLIP_CFG["text_cfg"])
+    """A freshly initialised digit-CLIP (DIGIT_CLIP_CFG) in fp32; no weights are downloaded."""
+    return _open_clip().create_model("ViT-B-32", pretrained=None, embed_dim=DIGIT_CLIP_CFG["embed_dim"],
+                                     vision_cfg=DIGIT_CLIP_CFG["vision_cfg"], text_cfg=DIGIT_CLIP_CFG["text_cfg"])
 
 
-def caption_for(digit: int, words: list[str], rng: random.Random) -> tuple[str, frozenset]:
-    """A random caption for a digit with its style words; returns (text, the style words it uses)."""
-    name = DIGIT_NAMES[digit]
-    use = [w for w in words if rng.random() < 0.6]
-    kind = rng.randrange(4)
-    adj = ", ".join(use)
-    if kind == 0:
-        text = f"a {adj + ' ' if adj else ''}handwritten {digit}"
-    elif kind == 1:
-        text = f"a {adj + ' ' if adj else ''}handwritten digit {name}"
-    elif kind == 2:
-        text, use = f"the number {name}", []
-    else:
-        text = f"a photo of a {adj + ' ' if adj else ''}{digit}"
-    return text, frozenset(use)
+def digit_clip_tokenizer():
+    """open_clip's bundled BPE tokenizer at the digit-CLIP's context length (16 tokens)."""
+    return _open_clip().get_tokenizer("ViT-B-32", context_length=DIGIT_CLIP_CFG["text_cfg"]["context_length"])
 
 
 class Scorer:
@@ -130,6 +125,7 @@ class Scorer:
 
 
 def load_digit_clip(path: str | Path = CLIP_PATH) -> Scorer:
+    """The digit-CLIP saved at `path` (fp16 on disk, fp32 here) as a Scorer; CheckpointError if it is not one."""
     path = Path(path)
     config, _ = ck.read_configs(path)
     if config.get("kind") != "digit-clip":
@@ -137,12 +133,12 @@ def load_digit_clip(path: str | Path = CLIP_PATH) -> Scorer:
     model = build_digit_clip()
     tensors = {k: v.float() for k, v in ck.read_tensors(path).items()}
     ck.load_state(model, tensors, "", path / ck.WEIGHTS)
-    tok = open_clip.get_tokenizer("ViT-B-32", context_length=DIGIT_CLIP_CFG["text_cfg"]["context_length"])
-    return Scorer(model, tok, 28, "digit-CLIP (trained here)")
+    return Scorer(model, digit_clip_tokenizer(), 28, "digit-CLIP (trained here)")
 
 
 def load_pretrained(name: str = "ViT-B-32", pretrained: str = "laion2b_s34b_b79k") -> Scorer:
     """A pretrained open_clip model from the local cache or a file path; ClipUnavailable, fast, when absent."""
+    open_clip = _open_clip()
     t0 = time.perf_counter()
     try:
         model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=pretrained)
@@ -156,107 +152,6 @@ def load_pretrained(name: str = "ViT-B-32", pretrained: str = "laion2b_s34b_b79k
     size = size[0] if isinstance(size, (tuple, list)) else size
     return Scorer(model, open_clip.get_tokenizer(name), int(size), f"open_clip {name} ({pretrained})",
                   mean=cfg.get("mean", open_clip.OPENAI_DATASET_MEAN), std=cfg.get("std", open_clip.OPENAI_DATASET_STD))
-
-
-# -- training ------------------------------------------------------------------------------------------------------
-def multi_positive_loss(img: torch.Tensor, txt: torch.Tensor, positives: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """Symmetric contrastive loss with soft targets over every correct caption / image in the batch.
-
-    img, txt: (B, D) normalised; positives: (B, B) bool, [i, j] = caption j describes image i (diagonal true).
-    """
-    logits = scale * img @ txt.T                                                   # (B, B)
-    p = positives.float()
-    loss_i = -(F.log_softmax(logits, 1) * p / p.sum(1, keepdim=True)).sum(1).mean()
-    loss_t = -(F.log_softmax(logits.T, 1) * p.T / p.T.sum(1, keepdim=True)).sum(1).mean()
-    return (loss_i + loss_t) / 2
-
-
-@dataclass
-class ClipReport:
-    zero_shot_accuracy: float
-    style_retrieval_accuracy: float
-    steps: int
-    seconds: float
-
-    def to_dict(self) -> dict:
-        return {"zero_shot_accuracy": round(self.zero_shot_accuracy, 4),
-                "style_retrieval_accuracy": round(self.style_retrieval_accuracy, 4), "steps": self.steps,
-                "train_seconds": round(self.seconds, 1), "heldout_n": 1000, "dataset": "mnist-5k"}
-
-
-def style_retrieval_accuracy(scorer: Scorer, images: torch.Tensor, labels: torch.Tensor, styles: np.ndarray,
-                             reference: np.ndarray) -> float:
-    """On held-out digits in the outer thirds of thickness: does CLIP prefer the right word, thick vs thin?"""
-    right, total = 0, 0
-    img = scorer.encode_images(images)
-    for i in range(len(labels)):
-        words = style_words(float(styles[i, 0]), float(styles[i, 1]), reference)
-        want = "thick" if "thick" in words else "thin" if "thin" in words else None
-        if want is None:
-            continue
-        d = int(labels[i])
-        t = scorer.encode_texts([f"a thick handwritten {d}", f"a thin handwritten {d}"])
-        sims = img[i] @ t.T
-        right += int((sims[0] > sims[1]) == (want == "thick"))
-        total += 1
-    return right / max(total, 1)
-
-
-def evaluate_clip(scorer: Scorer) -> tuple[float, float]:
-    _, held = load_data("mnist-5k")
-    train_styles, held_styles = dataset_styles()
-    acc = float((scorer.zero_shot(held.images).argmax(1) == held.labels).float().mean())
-    style = style_retrieval_accuracy(scorer, held.images, held.labels, held_styles, train_styles)
-    return acc, style
-
-
-def train_digit_clip(steps: int = 3000, batch_size: int = 256, lr: float = 1e-3, seed: int = 0,
-                     progress=None) -> tuple[Scorer, ClipReport]:
-    train, _ = load_data("mnist-5k")
-    train_styles, _ = dataset_styles()
-    words = [style_words(float(a), float(b), train_styles) for a, b in train_styles]
-    torch.manual_seed(seed)
-    rng = random.Random(seed)
-    g = torch.Generator().manual_seed(seed)
-    model = build_digit_clip()
-    tok = open_clip.get_tokenizer("ViT-B-32", context_length=DIGIT_CLIP_CFG["text_cfg"]["context_length"])
-    scorer = Scorer(model, tok, 28, "digit-CLIP (trained here)")
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.05)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
-    t0 = time.perf_counter()
-    for step in range(steps):
-        model.train()
-        idx = torch.randint(0, len(train), (batch_size,), generator=g)
-        x = random_affine(train.images[idx], g, max_rot=8, max_shear=0.0)   # shear would change the slant
-        caps = [caption_for(int(train.labels[i]), words[i], rng) for i in idx.tolist()]
-        lab = train.labels[idx]
-        used = [c[1] for c in caps]
-        img_words = [frozenset(words[i]) for i in idx.tolist()]
-        same = lab[:, None] == lab[None, :]
-        fits = torch.tensor([[used[j] <= img_words[i] for j in range(batch_size)] for i in range(batch_size)])
-        positives = same & fits
-        img = model.encode_image(scorer._prep(x), normalize=True)
-        txt = model.encode_text(tok([c[0] for c in caps]), normalize=True)
-        loss = multi_positive_loss(img, txt, positives, model.logit_scale.exp())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        with torch.no_grad():
-            model.logit_scale.clamp_(0, math.log(100))
-        if progress is not None:
-            progress(step + 1, steps, float(loss.detach()))
-    model.eval()
-    scorer._class_text = None
-    acc, style = evaluate_clip(scorer)
-    return scorer, ClipReport(acc, style, steps, time.perf_counter() - t0)
-
-
-def save_digit_clip(scorer: Scorer, path: str | Path, report: ClipReport, command: str = "") -> Path:
-    """Weights stored as fp16 (half the size; scores change < 1e-3), loaded back as fp32."""
-    tensors = {k: v.half() if v.is_floating_point() else v for k, v in ck.state_tensors(scorer.model).items()}
-    return ck.write_folder(path, {ck.WEIGHTS: tensors}, {"kind": "digit-clip", "open_clip": DIGIT_CLIP_CFG},
-                           {"metrics": report.to_dict(), "command": command, "dataset": "mnist-5k"}, overwrite=True)
 
 
 # -- using CLIP scores to pick and to steer -------------------------------------------------------------------------
@@ -312,14 +207,14 @@ def clip_guided_eps(model, schedule, scorer: Scorer, labels: torch.Tensor, confi
         eps = guided_eps(model, x_t, t, labels, config.guidance_at(t, schedule.T))
         if scale == 0:
             return eps
-        a = float(schedule.alpha_bar[t])
         with torch.inference_mode(False), torch.enable_grad():
             x = x_t.detach().clone().requires_grad_(True)
-            x0 = ((x - math.sqrt(1 - a) * eps.detach().clone()) / math.sqrt(a)).clamp(-1, 1)
+            x0 = schedule.predict_x0_from_eps(x, t, eps.detach().clone()).clamp(-1, 1)
             img = scorer.model.encode_image(scorer._prep(x0), normalize=True)
             sim = (img * text.detach().clone()).sum()
             (grad,) = torch.autograd.grad(sim, x)
-        return eps - scale * math.sqrt(1 - a) * grad
+        # GLIDE's classifier guidance in eps form: eps' = eps - scale * sqrt(1 - alpha_bar_t) * grad
+        return eps - scale * (1 - schedule.alpha_bar_at(t)) ** 0.5 * grad
 
     return eps_fn
 

@@ -7,8 +7,12 @@
 - diversity: mean pairwise feature distance within a class, relative to real digits of that class.
 - memorisation: each sample's nearest training digit, against how close held-out real digits get.
 - recognisability curves along the forward process (noised real digits) and the reverse process.
+- speed against quality per sampler: seconds and judge accuracy of one batch under each sampler config (the
+  Denoising page's chart and the benchmark's sampling rows).
 """
 from __future__ import annotations
+
+import time
 
 import numpy as np
 import torch
@@ -191,3 +195,41 @@ def reverse_recognisability(model, schedule, judge: Judge, config, per_class: in
 def first_recognised(done: list[float], accuracy_by_class: dict, threshold: float = 0.9) -> dict:
     """Per class, the first fraction of denoising at which accuracy reaches `threshold` (None if never)."""
     return {c: next((d for d, y in zip(done, ys) if y >= threshold), None) for c, ys in accuracy_by_class.items()}
+
+
+def synchronize(device: str | torch.device) -> None:
+    """Wait for the work queued on `device`, so a wall-clock time covers it (a no-op on a CPU)."""
+    kind = torch.device(device).type
+    if kind == "cuda":
+        torch.cuda.synchronize(device)
+    elif kind == "mps":
+        torch.mps.synchronize()
+
+
+def sampling_figures(checkpoint, judge: Judge | None, configs: list, per_class: int) -> list[dict]:
+    """Seconds and judge accuracy for `per_class` guided digits per class under each sampler config.
+
+    checkpoint: a loaded checkpoints.Checkpoint (its model runs on its own device); configs: SampleConfigs, timed
+    one after the other in this order (the first pays any warm-up). Returns one row per config:
+    {"sampler", "steps", "n" (digits), "seconds" (wall clock, GPU work included), "judge_accuracy" (fraction of
+    digits the judge reads as the class asked for; absent when judge is None)}.
+    """
+    from .sampling import class_labels, sample
+    from .schedule import NoiseSchedule
+
+    labels = class_labels(per_class)
+    schedule = NoiseSchedule(checkpoint.schedule_config)
+    out = []
+    device = next(checkpoint.model.parameters()).device
+    for cfg in configs:
+        synchronize(device)
+        t0 = time.perf_counter()
+        x = sample(checkpoint.model, schedule, labels, cfg)
+        synchronize(device)
+        dt = time.perf_counter() - t0
+        row = {"sampler": cfg.sampler, "steps": cfg.steps, "n": len(labels), "seconds": round(dt, 3)}
+        if judge is not None:
+            probs, _ = predict(judge, x)
+            row["judge_accuracy"] = round(float((probs.argmax(1) == labels).float().mean()), 4)
+        out.append(row)
+    return out

@@ -2,6 +2,13 @@
 
 Uses forward hooks on the model's named blocks and torch's own FlopCounterMode (no extra dependency), so the
 Architecture page and `python -m engine summary` describe the model that is actually loaded.
+
+Either form of the U-Net works: the textbook one of unet.py and the fast one of accel.py (what loaded checkpoints
+and training run). They have the same blocks, shapes and parameters; the fast form's up-convolutions (UpConv)
+cost fewer FLOPs, since the sub-pixel form adds up the taps that land on a repeated pixel before multiplying.
+By default (as_run=True) a model is described as it runs: a textbook model is counted through a sped-up copy
+(accel.fast_form), so every page, the runs table and the bench give one figure per architecture (212 MFLOP for
+the default ModelConfig, where the textbook form would do 232). as_run=False describes exactly the modules given.
 """
 from __future__ import annotations
 
@@ -10,6 +17,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
+
+from .accel import fast_form
+from .unet import ResBlock, SelfAttention
 
 
 @dataclass(frozen=True)
@@ -26,8 +36,7 @@ def _blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """The blocks worth one row each: stem, every residual/attention block, down/up-samplers, head."""
     rows = []
     for name, mod in model.named_modules():
-        kind = type(mod).__name__
-        if name in ("stem", "head") or kind in ("ResBlock", "SelfAttention"):
+        if name in ("stem", "head") or isinstance(mod, (ResBlock, SelfAttention)):
             rows.append((name, mod))
         elif (name.startswith("downsample.") or name.startswith("upsample.")) and name.count(".") == 1 \
                 and not isinstance(mod, nn.Identity):
@@ -35,8 +44,18 @@ def _blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return rows
 
 
-def model_summary(model: nn.Module, batch: int = 1) -> list[BlockInfo]:
-    """One BlockInfo per block, in execution order, for a (batch, C, H, W) input at t = 500, class 0."""
+def _kind(mod: nn.Module) -> str:
+    """The block's kind for the table: its class, with accel's channels-last attention shown as the layer it is."""
+    return "SelfAttention" if isinstance(mod, SelfAttention) else type(mod).__name__
+
+
+def model_summary(model: nn.Module, batch: int = 1, *, as_run: bool = True) -> list[BlockInfo]:
+    """One BlockInfo per block, in execution order, for a (batch, C, H, W) input at t = 500, class 0.
+
+    as_run: describe the model in the form it runs (see the module docstring); False: the modules as given.
+    """
+    if as_run:
+        model = fast_form(model)
     cfg = model.cfg
     device = next(model.parameters()).device
     x = torch.zeros(batch, cfg.in_channels, cfg.image_size, cfg.image_size, device=device)
@@ -67,14 +86,16 @@ def model_summary(model: nn.Module, batch: int = 1) -> list[BlockInfo]:
         mod = named[name]
         key = f"{type(model).__name__}.{name}"
         flops = sum(flops_by_module.get(key, {}).values())
-        out.append(BlockInfo(name, "Sequential" if type(mod) is nn.Sequential else type(mod).__name__,
+        out.append(BlockInfo(name, _kind(mod),
                              records[name]["in"], records[name]["out"],
                              sum(p.numel() for p in mod.parameters()), int(flops // batch)))
     return out
 
 
-def total_flops(model: nn.Module) -> int:
-    """Forward FLOPs per image (multiply-add = 2 FLOPs), all layers included."""
+def total_flops(model: nn.Module, *, as_run: bool = True) -> int:
+    """Forward FLOPs per image (multiply-add = 2 FLOPs), all layers included; as_run as for model_summary."""
+    if as_run:
+        model = fast_form(model)
     cfg = model.cfg
     device = next(model.parameters()).device
     x = torch.zeros(1, cfg.in_channels, cfg.image_size, cfg.image_size, device=device)

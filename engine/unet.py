@@ -9,24 +9,35 @@ eps_pred = model(x_t, t, y, style)  predicts the noise that was added to x_0 to 
     style (B, S)        optional continuous style values; a row of NaN means "no style" (null)
 
 Design (Ho et al. 2020 / Dhariwal & Nichol 2021, sized for a CPU laptop):
-    stem conv -> [ResBlocks -> downsample] per level -> ResBlock, self-attention, ResBlock at 7x7
-    -> [concat skip -> ResBlocks -> upsample] per level -> GroupNorm, SiLU, conv (zero-initialised).
+    stem conv -> [ResBlocks -> downsample (stride-2 conv)] per level -> ResBlock, self-attention, ResBlock at 7x7
+    -> [concat skip -> ResBlocks -> upsample (nearest x2, 3x3 conv)] per level -> GroupNorm, SiLU, conv
+    (zero-initialised).
 With patch_size 2 the stem first folds each 2x2 patch of pixels into 4 channels (pixel-unshuffle), so the levels
 start at 14x14, and the head's 4 output channels are unfolded back into 2x2 pixels (pixel-shuffle): the same
 network minus its 28x28 level, where most of the FLOPs were (Hoogeboom et al. 2023, "simple diffusion").
 The time step enters every residual block through an embedding (sinusoidal features + MLP) that is added to
 the class and style embeddings and applied as a per-channel scale and shift (FiLM, "adaptive GroupNorm").
-This file imports nothing from the rest of the project (nanoGPT's habit): a learner can read it alone.
+The class embedding has num_classes + 1 rows: the last is the null class, the "no label" of classifier-free
+guidance. The ablation switches (skip_connections, time_embedding, class_embedding, arch="cnn") remove a part.
+
+This is the textbook form. What runs is the same network with the same weights and state dict, made faster by
+engine/accel.py (`accel.to_device`): a sub-pixel form of each upsample + conv and the channels-last memory
+layout. Nothing here depends on it.
+
+Apart from torch this file imports nothing at run time (nanoGPT's habit): `cfg` is engine/config.py's
+ModelConfig, named for type checkers only, so a learner can read (and run) the model alone.
 """
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .config import ModelConfig
+if TYPE_CHECKING:
+    from .config import ModelConfig
 
 
 def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -39,11 +50,6 @@ def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0)
     freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
     args = t.float()[:, None] * freqs[None, :]                          # (B, half)
     return torch.cat([torch.cos(args), torch.sin(args)], dim=1)          # (B, dim)
-
-
-def _is_nhwc(x: torch.Tensor) -> bool:
-    """True for a channels-last feature map with more than one channel (where the two layouts differ)."""
-    return x.shape[1] > 1 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
 
 
 def _groups(channels: int) -> int:
@@ -79,12 +85,13 @@ class ResBlock(nn.Module):
 
 
 class SelfAttention(nn.Module):
-    """Multi-head self-attention over the pixels of a small feature map (7x7 = 49 tokens)."""
+    """Multi-head self-attention over the pixels of a small feature map (7x7 = 49 tokens), plus a skip."""
 
     def __init__(self, channels: int, num_heads: int) -> None:
         super().__init__()
         if channels % num_heads:
-            num_heads = 1
+            raise ValueError(f"self-attention over {channels} channels cannot be split into {num_heads} heads: "
+                             f"num_heads must divide the channels of the lowest level (here {channels})")
         self.num_heads = num_heads
         self.norm = nn.GroupNorm(_groups(channels), channels)
         self.qkv = nn.Conv2d(channels, 3 * channels, 1)
@@ -96,56 +103,16 @@ class SelfAttention(nn.Module):
         B, C, H, W = x.shape
         nh = self.num_heads
         qkv = self.qkv(self.norm(x))                                       # (B, 3C, H, W)
-        if _is_nhwc(qkv):   # channels-last (the CPU layout): the tokens are already rows, so only views
-            qkv = qkv.permute(0, 2, 3, 1).reshape(B, H * W, 3, nh, C // nh)  # (B, HW, 3, nh, hs)
-            q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)                 # each (B, nh, HW, hs)
-            h = F.scaled_dot_product_attention(q, k, v)                    # (B, nh, HW, hs)
-            h = h.transpose(1, 2).reshape(B, H, W, C).permute(0, 3, 1, 2)  # (B, C, H, W), channels-last
-        else:
-            qkv = qkv.reshape(B, 3, nh, C // nh, H * W)                    # (B, 3, nh, hs, HW)
-            q, k, v = qkv.permute(1, 0, 2, 4, 3).unbind(0)                 # each (B, nh, HW, hs)
-            h = F.scaled_dot_product_attention(q, k, v)                    # (B, nh, HW, hs)
-            h = h.permute(0, 1, 3, 2).reshape(B, C, H, W)
+        qkv = qkv.reshape(B, 3, nh, C // nh, H * W)                        # (B, 3, nh, hs, HW)
+        q, k, v = qkv.permute(1, 0, 2, 4, 3).unbind(0)                     # each (B, nh, HW, hs)
+        h = F.scaled_dot_product_attention(q, k, v)                        # softmax(q k^T / sqrt(hs)) v
+        h = h.permute(0, 1, 3, 2).reshape(B, C, H, W)                      # (B, nh, hs, HW) -> (B, C, H, W)
         return x + self.proj(h)
 
 
-def _fold_taps(w: torch.Tensor, dim: int) -> torch.Tensor:
-    """Along one spatial axis of a 3-tap kernel, the two 2-tap kernels that act on the un-upsampled input.
-
-    After a nearest x2 upsample, output row 2i sees input rows (i-1, i, i) and row 2i+1 sees (i, i, i+1); the
-    taps that land on the same input row add up. Returns (2, ...) with phase 0 = (w0, w1+w2), 1 = (w0+w1, w2).
-    """
-    w0, w1, w2 = w.unbind(dim)
-    return torch.stack([torch.stack([w0, w1 + w2], dim), torch.stack([w0 + w1, w2], dim)])
-
-
-class UpConv(nn.Sequential):
-    """Nearest x2 upsample followed by a 3x3 conv, computed without making the upsampled image.
-
-    Mathematically identical to nn.Sequential(nn.Upsample(2, "nearest"), nn.Conv2d(c_in, c_out, 3, padding=1))
-    (same parameters and state_dict keys), but each of the 4 output phases is a 2x2 conv at the low resolution:
-    16 multiply-adds per output pixel instead of 36, and no 4x-larger input buffer ("sub-pixel" convolution,
-    Shi et al. 2016). Measured on the project's CPU: the 14->28 up-conv of a batch of 200 runs ~2x faster.
-    """
-
-    def __init__(self, c_in: int, c_out: int) -> None:
-        super().__init__(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c_in, c_out, 3, padding=1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        conv = self[1]
-        B, _, H, W = x.shape
-        O = conv.out_channels
-        k = _fold_taps(_fold_taps(conv.weight, 3), 3)                      # (2 row phase, 2 col phase, O, I, 2, 2)
-        k = k.flatten(0, 2)                                                # (4 O, I, 2, 2), grouped by phase
-        out = F.conv2d(F.pad(x, (1, 1, 1, 1)), k, conv.bias.repeat(4))     # (B, 4 O, H + 1, W + 1)
-        # phase (a, b) is output pixel (2i + a, 2j + b); its window starts a rows / b columns further in
-        if _is_nhwc(out):   # keep the channels-last layout: interleave (B, H, 2, W, 2, O) in memory
-            out = out.permute(0, 2, 3, 1).reshape(B, H + 1, W + 1, 2, 2, O)
-            rows = [torch.stack([out[:, a:a + H, b:b + W, a, b] for b in (0, 1)], 3) for a in (0, 1)]
-            return torch.stack(rows, 2).reshape(B, 2 * H, 2 * W, O).permute(0, 3, 1, 2)
-        out = out.reshape(B, 2, 2, O, H + 1, W + 1)
-        rows = [torch.stack([out[:, a, b, :, a:a + H, b:b + W] for b in (0, 1)], -1) for a in (0, 1)]
-        return torch.stack(rows, 3).reshape(B, O, 2 * H, 2 * W)            # (B, O, 2H, 2W)
+def upsample(c_in: int, c_out: int) -> nn.Sequential:
+    """Nearest-neighbour x2 upsample, then a 3x3 conv (the checkerboard-free choice of Odena et al. 2016)."""
+    return nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c_in, c_out, 3, padding=1))
 
 
 class Conditioning(nn.Module):
@@ -197,6 +164,10 @@ class UNet(nn.Module):
             raise ValueError(f"UNet needs arch='unet', got {cfg.arch!r}; use build_model()")
         self.cfg = cfg
         ch = [cfg.base_channels * m for m in cfg.channel_mults]                # e.g. [32, 64, 64]
+        if cfg.attention and ch[-1] % cfg.num_heads:
+            raise ValueError(f"num_heads={cfg.num_heads} must divide the {ch[-1]} channels of the lowest level, where "
+                             f"self-attention runs (base_channels {cfg.base_channels} x channel_mults[-1] "
+                             f"{cfg.channel_mults[-1]}); pick a head count that divides {ch[-1]}")
         emb_dim = 4 * cfg.base_channels
         uses_emb = cfg.time_embedding or cfg.class_embedding or cfg.style_dim > 0
         self.cond = Conditioning(cfg, emb_dim)
@@ -231,7 +202,7 @@ class UNet(nn.Module):
                 c_prev = c
             self.up.append(blocks)
             first = i == 0
-            self.upsample.append(nn.Identity() if first else UpConv(c, ch[i - 1]))
+            self.upsample.append(nn.Identity() if first else upsample(c, ch[i - 1]))
             if not first:
                 c_prev = ch[i - 1]
 
@@ -309,20 +280,6 @@ def build_model(cfg: ModelConfig) -> nn.Module:
     return UNet(cfg) if cfg.arch == "unet" else PlainCNN(cfg)
 
 
-def to_device(model: nn.Module, device: str | torch.device) -> nn.Module:
-    """Move `model` to `device`, channels-last on a CPU (measured faster there); returns the model.
-
-    On a CPU that is channels-last (NHWC): oneDNN's convolutions run faster on it, and every layer above keeps
-    the layout, so activations never flip between layouts. The numbers are the same, only the memory order
-    differs. Measured on the project's 2-core CPU: a training step of the default model 1.08x faster, and a
-    guided DDIM-25 of 100 digits 1.15x. Elsewhere the model stays NCHW: channels-last has not been measured on
-    a GPU for this project.
-    """
-    model.to(device)
-    if torch.device(device).type == "cpu":
-        model.to(memory_format=torch.channels_last)
-    return model
-
-
 def count_parameters(model: nn.Module) -> int:
+    """Number of parameters (weights and biases) of `model`."""
     return sum(p.numel() for p in model.parameters())

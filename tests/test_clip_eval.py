@@ -1,60 +1,68 @@
+"""engine/clip_eval.py: scoring, ranking and selection with the shipped digit-CLIP; offline behaviour.
+
+Training the digit-CLIP is tested in test_clip_train.py; the direction of CLIP guidance elsewhere.
+"""
 import os
+import subprocess
+import sys
 import time
+import warnings
 
 import pytest
 import torch
 
-from engine.clip_eval import (ClipUnavailable, load_pretrained, multi_positive_loss, rank_report, save_digit_clip,
-                              load_digit_clip, top_k_per_class, train_digit_clip, compare_techniques)
+from engine.checkpoints import CheckpointError
+from engine.clip_eval import (CLIP_PATH, CLIPSCORE_W, ClipUnavailable, compare_techniques,
+                              load_digit_clip, load_pretrained, rank_report, spearman, top_k_per_class)
 from engine.config import SampleConfig
-from engine.judge import load_judge
+from engine.data import load
+from engine.judge import load_judge, predict
 from engine.schedule import NoiseSchedule
 
 from .conftest import TINY_SCHEDULE
 
 
 @pytest.fixture(scope="module")
-def tiny_clip(tmp_path_factory):
-    losses = []
-    scorer, report = train_digit_clip(steps=40, batch_size=64, progress=lambda s, n, l: losses.append(l))
-    path = save_digit_clip(scorer, tmp_path_factory.mktemp("clip") / "c", report)
-    return scorer, report, losses, path
+def scorer():
+    return load_digit_clip()
 
 
-def test_tiny_clip_learns_and_round_trips(tiny_clip):
-    scorer, report, losses, path = tiny_clip
-    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
-    assert 0.0 <= report.zero_shot_accuracy <= 1.0 and 0.0 <= report.style_retrieval_accuracy <= 1.0
-    loaded = load_digit_clip(path)
-    x = torch.rand(3, 1, 28, 28) * 2 - 1
-    assert torch.allclose(loaded.encode_images(x), scorer.encode_images(x), atol=5e-3)   # fp16 storage
+@pytest.fixture(scope="module")
+def held():
+    return load("mnist-5k")[1]
 
 
-def test_scores_are_in_range_and_top_k_is_exact(tiny_clip):
-    scorer = tiny_clip[0]
-    x = torch.rand(20, 1, 28, 28) * 2 - 1
-    labels = torch.arange(20) % 10
-    s = scorer.class_scores(x, labels)
-    assert s.min() >= 0 and s.max() <= 2.5
-    assert scorer.clip_score(x[:2], ["a handwritten 3", "the number seven"]).shape == (2,)
-    scores = torch.rand(30)
-    labels = torch.arange(30) % 10
-    kept = top_k_per_class(scores, labels, 2)
-    for c in range(10):
-        m = labels == c
-        assert kept[m].sum() == 2 and scores[m & kept].min() >= scores[m & ~kept].max()
+def test_importing_clip_eval_changes_no_environment_and_imports_no_open_clip():
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    code = ("import os, sys, engine.clip_eval, engine.clip_train; "
+            "print(os.environ.get('HF_HUB_OFFLINE'), 'open_clip' in sys.modules, 'huggingface_hub' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["None", "False", "False"]
 
 
-def test_multi_positive_loss_pulls_an_image_towards_every_correct_caption():
-    """Two different correct captions of one digit: plain InfoNCE pushes the image away from the second
-    caption; the multi-positive loss pulls it towards both."""
-    t0, t1 = torch.tensor([1.0, 0.0]), torch.tensor([0.6, 0.8])
-    txt = torch.stack([t0, t1])
-    for positives, towards in ((torch.ones(2, 2, dtype=torch.bool), True), (torch.eye(2, dtype=torch.bool), False)):
-        img = torch.stack([t0, t1]).clone().requires_grad_(True)
-        multi_positive_loss(img, txt, positives, torch.tensor(10.0)).backward()
-        step = -img.grad[0]                                        # gradient-descent direction for image 0
-        assert (float(step @ (t1 - t0)) > 0) == towards
+def test_pretrained_clip_fails_fast_offline_even_when_the_caller_set_nothing():
+    """The first use of open_clip sets HF_HUB_OFFLINE=1 (before huggingface_hub reads it) unless the caller chose."""
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    code = ("import os, time; from engine.clip_eval import ClipUnavailable, load_pretrained\n"
+            "t = time.time()\n"
+            "try:\n load_pretrained('ViT-B-32', 'laion2b_s34b_b79k')\n"
+            "except ClipUnavailable as e:\n print(os.environ['HF_HUB_OFFLINE'], round(time.time() - t), 'digit-CLIP' in str(e))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 0, r.stderr
+    flag, seconds, says_what_to_do = r.stdout.split()
+    assert flag == "1" and int(seconds) < 30 and says_what_to_do == "True"
+
+
+def test_a_callers_offline_choice_is_kept():
+    """HF_HUB_OFFLINE=0 (a caller that wants downloads) survives the first use of open_clip. In a subprocess:
+    huggingface_hub reads the flag once per process, and this one must stay offline."""
+    code = ("import os; from engine.clip_eval import _open_clip; _open_clip(); import huggingface_hub.constants as c; "
+            "print(os.environ['HF_HUB_OFFLINE'], c.HF_HUB_OFFLINE)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, HF_HUB_OFFLINE="0"))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["0", "False"]
 
 
 def test_pretrained_clip_offline_fails_fast_with_a_clear_message():
@@ -65,27 +73,80 @@ def test_pretrained_clip_offline_fails_fast_with_a_clear_message():
     assert time.time() - t0 < 30
 
 
-def test_rank_report_and_techniques_run(tiny_clip, tiny_model):
-    scorer = tiny_clip[0]
+def test_load_digit_clip_refuses_another_kind_of_model():
+    with pytest.raises(CheckpointError, match="not a digit-CLIP"):
+        load_digit_clip(CLIP_PATH.parent / "judge")
+
+
+def test_clip_score_is_2_5_times_the_positive_cosine(scorer, held):
+    x = held.images[:6]
+    captions = ["a handwritten 3", "the number seven", "a photo of the digit 0", "a thick handwritten 1",
+                "a handwritten digit nine", "a thin handwritten 2"]
+    cos = (scorer.encode_images(x) * scorer.encode_texts(captions)).sum(1)
+    torch.testing.assert_close(scorer.clip_score(x, captions), CLIPSCORE_W * cos.clamp(min=0))
+
+
+def test_the_right_class_scores_higher_than_a_wrong_one(scorer, held):
+    x, y = held.images[:200], held.labels[:200]
+    right = scorer.class_scores(x, y)
+    wrong = scorer.class_scores(x, (y + 1) % 10)
+    assert right.min() >= 0 and right.max() <= CLIPSCORE_W
+    assert (right > wrong).float().mean() > 0.9
+    probs = scorer.zero_shot(x)
+    torch.testing.assert_close(probs.sum(1), torch.ones(200))
+    assert (probs.argmax(1) == y).float().mean() > 0.9
+
+
+def test_top_k_per_class_keeps_exactly_the_best_k_of_each_class():
+    scores = torch.rand(30, generator=torch.Generator().manual_seed(0))
+    labels = torch.arange(30) % 10
+    kept = top_k_per_class(scores, labels, 2)
+    for c in range(10):
+        m = labels == c
+        assert kept[m].sum() == 2 and scores[m & kept].min() >= scores[m & ~kept].max()
+    ties = top_k_per_class(torch.ones(4), torch.zeros(4, dtype=torch.long), 2)
+    assert ties.tolist() == [True, True, False, False]                   # ties broken by order
+    assert top_k_per_class(scores, labels, 5).all()                      # k above the class size keeps all
+
+
+def test_spearman_reads_ranks_not_values():
+    a = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    assert spearman(a, a ** 3) == pytest.approx(1.0)
+    assert spearman(a, -a) == pytest.approx(-1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")                                     # scipy warns about the constant input
+        assert spearman(a, torch.ones(4)) == 0.0                           # undefined (constant): 0, not NaN
+
+
+def test_rank_report_records_what_the_scorer_and_the_judge_say(scorer, held):
     judge = load_judge()
-    x = torch.rand(20, 1, 28, 28) * 2 - 1
-    labels = torch.arange(20) % 10
-    recs = rank_report(scorer, judge, x, labels, list(range(20)), k=1)
-    assert len(recs) == 20 and sum(r["kept"] for r in recs) == 10
-    assert set(recs[0]) >= {"class", "seed", "clip_score", "judge_confidence", "kept"}
+    x, labels = held.images[:20], held.labels[:20]
+    recs = rank_report(scorer, judge, x, labels, list(range(100, 120)), k=1)
+    assert len(recs) == 20 and [r["seed"] for r in recs] == list(range(100, 120))
+    kept_classes = [r["class"] for r in recs if r["kept"]]
+    assert sorted(kept_classes) == sorted(set(labels.tolist()))         # one per class present
+    scores = scorer.class_scores(x, labels)
+    probs, _ = predict(judge, x)
+    for i, r in enumerate(recs):
+        assert r["class"] == int(labels[i]) and r["clip_score"] == round(float(scores[i]), 4)
+        assert r["judge_class"] == int(probs[i].argmax())
+    for c in set(kept_classes):                                          # the kept one is its class's best
+        best = max((r for r in recs if r["class"] == c), key=lambda r: r["clip_score"])
+        assert best["kept"]
+
+
+def test_techniques_run_and_reranking_cannot_lower_the_mean_score(scorer, tiny_model):
+    judge = load_judge()
     rows = compare_techniques(tiny_model, NoiseSchedule(TINY_SCHEDULE), scorer, judge,
                               SampleConfig(steps=3, guidance=1.0), per_class=1, n=2, guidance_scale=5.0)
     assert [r["technique"].split()[0] for r in rows] == ["plain", "best", "rejection", "CLIP"]
     assert rows[1]["mean_clip_score"] >= rows[0]["mean_clip_score"] - 1e-6      # reranking cannot lower the mean
+    assert [r["samples_generated"] for r in rows][:2] == [10, 20]
 
 
-def test_shipped_digit_clip_reaches_its_stated_zero_shot_accuracy():
+def test_shipped_digit_clip_reaches_its_stated_zero_shot_accuracy(scorer, held):
     from engine.checkpoints import read_configs
-    from engine.clip_eval import CLIP_PATH
-    from engine.data import load
 
     _, meta = read_configs(CLIP_PATH)
-    _, held = load("mnist-5k")
-    scorer = load_digit_clip()
     acc = float((scorer.zero_shot(held.images).argmax(1) == held.labels).float().mean())
     assert acc >= 0.97 and abs(acc - meta["metrics"]["zero_shot_accuracy"]) < 0.005

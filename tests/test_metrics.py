@@ -83,3 +83,26 @@ def test_quality_report_on_real_digits_sits_at_the_baseline():
     noisy = quality_report(load_judge(), (train.images[idx] + 0.5 * torch.randn(500, 1, 28, 28)).clamp(-1, 1),
                            train.labels[idx], train.images, train.labels, held.images, held.labels)
     assert noisy["frechet_ratio_to_baseline"] > 2 * r["frechet_ratio_to_baseline"]
+
+
+def test_sampling_figures_time_and_judge_each_config_in_order(tmp_path, tiny_model):
+    from engine.checkpoints import load_checkpoint, save_checkpoint
+    from engine.config import SampleConfig
+    from engine.judge import predict
+    from engine.metrics import sampling_figures
+    from engine.sampling import class_labels, sample
+
+    from .conftest import TINY_MODEL, TINY_SCHEDULE
+    path = save_checkpoint(tmp_path / "m", model=tiny_model, ema_model=None, model_config=TINY_MODEL,
+                           schedule_config=TINY_SCHEDULE, train_config=None)
+    ck = load_checkpoint(path)
+    judge = load_judge()
+    cfgs = [SampleConfig(sampler="ddim", steps=3, guidance=1.0), SampleConfig(sampler="ddpm", steps=5, guidance=0.0)]
+    rows = sampling_figures(ck, judge, cfgs, per_class=2)
+    assert [(r["sampler"], r["steps"], r["n"]) for r in rows] == [("ddim", 3, 20), ("ddpm", 5, 20)]
+    assert all(r["seconds"] > 0 for r in rows)
+    labels = class_labels(2)
+    for cfg, row in zip(cfgs, rows):       # the accuracy of exactly the digits the config draws
+        probs, _ = predict(judge, sample(ck.model, NoiseSchedule(TINY_SCHEDULE), labels, cfg))
+        assert row["judge_accuracy"] == round(float((probs.argmax(1) == labels).float().mean()), 4)
+    assert "judge_accuracy" not in sampling_figures(ck, None, cfgs[:1], per_class=1)[0]

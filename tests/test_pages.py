@@ -11,7 +11,7 @@ pytest.importorskip("streamlit")
 import streamlit as st  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from engine.training import TrainingRun  # noqa: E402
+from engine.training.run import TrainingRun  # noqa: E402
 
 from .conftest import TINY_MODEL, TINY_SAMPLE, TINY_SCHEDULE, TINY_TRAIN  # noqa: E402
 
@@ -21,7 +21,7 @@ APP = os.path.join(os.path.dirname(__file__), "..", "dashboard.py")
 @pytest.fixture(scope="module")
 def runs_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
-    run = TrainingRun(TINY_MODEL, TINY_SCHEDULE, TINY_TRAIN.replace(steps=4), TINY_SAMPLE, root / "tiny")
+    run = TrainingRun.create(TINY_MODEL, TINY_SCHEDULE, TINY_TRAIN.replace(steps=4), TINY_SAMPLE, root / "tiny")
     for _ in range(4):
         run.step()
     run.save()
@@ -218,11 +218,11 @@ def test_denoising_guidance_interval_control_reaches_the_sampler(app):
 
 
 def test_denoising_speed_vs_quality_chart_runs_and_ignores_the_seed(app, monkeypatch):
-    import engine.bench
+    import engine.metrics
 
     calls = []
-    real = engine.bench.sampling_figures
-    monkeypatch.setattr(engine.bench, "sampling_figures", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = engine.metrics.sampling_figures
+    monkeypatch.setattr(engine.metrics, "sampling_figures", lambda *a, **k: calls.append(1) or real(*a, **k))
     app.run()
     app.switch_page("pages/denoising.py").run()
     app.toggle(key="denoising.speed").set_value(True).run()

@@ -43,12 +43,12 @@ def test_style_model_trains_and_samples_with_requested_styles(tmp_path):
     from engine.checkpoints import load_checkpoint
     from engine.config import SampleConfig
     from engine.style import compliance, sample_styles
-    from engine.training import TrainingRun
+    from engine.training.run import TrainingRun
 
     from .conftest import TINY_MODEL, TINY_SCHEDULE, TINY_TRAIN
 
-    run = TrainingRun(TINY_MODEL.replace(style_dim=2), TINY_SCHEDULE, TINY_TRAIN.replace(steps=3),
-                      SampleConfig(steps=3), tmp_path / "s")
+    run = TrainingRun.create(TINY_MODEL.replace(style_dim=2), TINY_SCHEDULE, TINY_TRAIN.replace(steps=3),
+                             SampleConfig(steps=3), tmp_path / "s")
     for _ in range(3):
         run.step()
     run.save()
@@ -66,7 +66,7 @@ def test_style_model_can_start_from_a_class_model(tmp_path):
 
     from engine.checkpoints import CheckpointError, save_checkpoint
     from engine.config import SampleConfig
-    from engine.training import TrainingRun
+    from engine.training.run import TrainingRun
     from engine.unet import build_model
 
     from .conftest import TINY_MODEL, TINY_SCHEDULE, TINY_TRAIN
@@ -74,9 +74,9 @@ def test_style_model_can_start_from_a_class_model(tmp_path):
     base = build_model(TINY_MODEL)
     path = save_checkpoint(tmp_path / "base", model=base, ema_model=base, model_config=TINY_MODEL,
                            schedule_config=TINY_SCHEDULE, train_config=None)
-    run = TrainingRun(TINY_MODEL.replace(style_dim=2), TINY_SCHEDULE, TINY_TRAIN, SampleConfig(steps=2),
-                      tmp_path / "style", init_from=path)
+    run = TrainingRun.create(TINY_MODEL.replace(style_dim=2), TINY_SCHEDULE, TINY_TRAIN, SampleConfig(steps=2),
+                             tmp_path / "style", init_from=path)
     assert torch.equal(run.model.stem.weight, base.stem.weight)
     with pytest.raises(CheckpointError, match="architecture differs"):
-        TrainingRun(TINY_MODEL.replace(base_channels=16), TINY_SCHEDULE, TINY_TRAIN, SampleConfig(steps=2),
-                    tmp_path / "other", init_from=path)
+        TrainingRun.create(TINY_MODEL.replace(base_channels=16), TINY_SCHEDULE, TINY_TRAIN, SampleConfig(steps=2),
+                           tmp_path / "other", init_from=path)

@@ -149,7 +149,7 @@ def _ablation_samples(path: str, sha: str) -> np.ndarray:
 def ablations_panel() -> None:
     """Shipped ablations (equal budget): their measured numbers, loss curves and samples side by side."""
     from engine.checkpoints import list_checkpoints
-    from engine.training import read_metrics
+    from engine.training.runs import read_metrics
 
     entries = [e for e in list_checkpoints(ABLATIONS) if "error" not in e]
     reference = resources.SHIPPED_ROOT / "default"

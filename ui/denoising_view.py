@@ -154,7 +154,7 @@ def memorisation_panel(final: torch.Tensor) -> None:
 @st.cache_data(max_entries=4, show_spinner="Timing each sampler on 20 guided digits (DDPM-1000 alone takes a while on a CPU)…")
 @roles.heavy
 def cached_sampler_figures(path: str, sha: str, guidance: float, interval: tuple[float, float]) -> list[dict]:
-    from engine.bench import sampling_figures
+    from engine.metrics import sampling_figures
 
     ck = resources.load_model(path)
     T = ck.schedule_config.T

@@ -17,7 +17,8 @@ from engine.config import ScheduleConfig
 from engine.data import load as load_data
 from engine.judge import JUDGE_PATH, load_judge
 from engine.schedule import NoiseSchedule
-from engine.training import DEFAULT_RUNS_ROOT, Trainer
+from engine.training.runs import DEFAULT_RUNS_ROOT
+from engine.training.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_ROOT = ROOT / "checkpoints"
