@@ -8,6 +8,7 @@ import streamlit as st
 
 from engine.clip_eval import ClipUnavailable, compare_techniques, load_digit_clip, load_pretrained, rank_report, spearman
 from engine.checkpoints import CheckpointError
+from engine.judge import NOT_A_DIGIT
 from engine.sampling import class_labels, sample_cached
 from engine.schedule import NoiseSchedule
 
@@ -81,7 +82,8 @@ def inspect_one(batch: dict, df: pd.DataFrame) -> None:
         with a:
             widgets.show(batch["images"][i], caption=f"seed {row['seed']}", scale=5)
         with b:
-            verdict = "agrees" if row["judge_class"] == digit else f"reads it as {row['judge_class']}"
+            verdict = ("agrees" if row["judge_class"] == digit else "says it is not a digit"
+                       if row["judge_class"] == NOT_A_DIGIT else f"reads it as {row['judge_class']}")
             st.markdown(f"CLIPScore **{row['clip_score']:.3f}** · judge confidence **{row['judge_confidence']:.2f}** "
                         f"({verdict}) · thickness {row['thickness']:.2f} px · slant {row['slant']:.0f}° · "
                         f"{'kept' if row['kept'] else 'rejected'}")
@@ -97,11 +99,13 @@ def baseline_and_agreement(df: pd.DataFrame, real: pd.DataFrame) -> None:
     fig.update_layout(barmode="group", height=300, margin=dict(l=10, r=10, t=30, b=10), title="mean CLIPScore per class")
     c1, c2 = st.columns(2)
     c1.plotly_chart(fig, key="clip.baseline")
-    conf = np.zeros((10, 10), dtype=int)
+    conf = np.zeros((11, 10), dtype=int)                  # judge rows 0-9 and "not a digit"
     for r in df.itertuples():
         conf[r.judge_class, r.clip_zero_shot_class] += 1
-    c2.plotly_chart(figures.heatmap(conf, "CLIP zero-shot class", "judge class", "CLIP vs judge on generated digits",
-                                    x=list(range(10)), y=list(range(10))), key="clip.conf")
+    rows = [str(c) for c in range(10)] + ["not a digit"]
+    keep = [i for i in range(11) if i < 10 or conf[i].any()]
+    c2.plotly_chart(figures.heatmap(conf[keep], "CLIP zero-shot class", "judge class", "CLIP vs judge on generated digits",
+                                    x=list(range(10)), y=[rows[i] for i in keep]), key="clip.conf")
     rho = spearman(df["clip_score"], df["judge_confidence"])
     agree = float((df["judge_class"] == df["clip_zero_shot_class"]).mean())
     st.markdown(f"Rank correlation of CLIPScore with judge confidence: **ρ = {rho:.2f}**; CLIP and the judge name the "
