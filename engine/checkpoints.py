@@ -87,15 +87,16 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to `path` via a temp file in the same folder + fsync + os.replace."""
+def write_json_atomic(path: Path, data: Any, indent: int | None = 2) -> None:
+    """Write JSON to `path` via a temp file in the same folder + fsync + os.replace (indent=None: compact)."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=True)
+            json.dump(data, f, indent=indent, sort_keys=True, separators=None if indent else (",", ":"))
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)                        # mkstemp makes 0600; reports and evidence are shared files
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

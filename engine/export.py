@@ -2,7 +2,9 @@
 
 - `export_checkpoint`: a slim copy of a run for shipping (EMA weights only), its sidecars kept;
 - `precompute_samples`: the samples the pages open with, stored in the model's folder;
-- `evaluate_style`: a style model's requested-vs-measured compliance, recorded in the model's report.json.
+- `evaluate_style`: a style model's requested-vs-measured compliance, recorded in the model's report.json;
+- `precompute_evidence`: the measurements the pages' landing views show (engine/evidence.py), with the very
+  parameters the pages ask for, so a "Show me" lands with its evidence drawn (`landing_*` below are those).
 
 The CLI's `export`, `precompute` and `style-eval` commands are thin wrappers around these.
 """
@@ -97,3 +99,112 @@ def evaluate_style(checkpoint: str | Path, sampling: dict | None = None, seeds: 
     write_json_atomic(path, report)
     return rep
 
+
+
+# -- evidence for the pages' landing views ---------------------------------------------------------------------------
+GRID_WEIGHTS = (0.0, 1.0, 2.0, 4.0)
+GRID_SEEDS = 20                 # per class and weight: enough for accuracy to move (the grid shows the first)
+CURVE_PER_CLASS = 10
+SPEED_PER_CLASS = 10
+FORWARD_FRACTIONS = 21
+FORWARD_PER_CLASS = 50
+
+
+def landing_denoising_config(recommended, T: int):
+    """The SampleConfig the Denoising page opens with for a model: its recommendation, guided from its interval's
+    lower end to t/T = 1 (the page's "guide while t/T >=" control), steps at most T."""
+    return recommended.replace(steps=min(recommended.steps, T), add_noise=True, eta=0.0,
+                               guidance_interval=(recommended.guidance_interval[0], 1.0))
+
+
+def grid_config(config):
+    """The guidance grid samples DDIM with at most 10 steps (40 digits x 4 weights stay quick)."""
+    return config.replace(sampler="ddim", steps=min(10, config.steps), eta=0.0)
+
+
+def speed_configs(guidance: float, interval: tuple[float, float], T: int) -> list:
+    """DDIM at 5-50 steps and DDPM at 50, 250 and T steps, at one guidance setting: the speed/quality chart."""
+    from .config import SampleConfig
+
+    base = SampleConfig(guidance=guidance, guidance_interval=interval)
+    return ([base.replace(sampler="ddim", steps=s) for s in (5, 10, 25, 50) if s <= T]
+            + [base.replace(sampler="ddpm", steps=s) for s in sorted({50, 250, T}) if s <= T])
+
+
+def evidence_params(panel: str, ck=None, **extra) -> dict:
+    """The exact parameters a panel's measurement is stored under (the pages build the same)."""
+    if panel == "bucket_loss":
+        return {"held_every": 2, "seed": 0}
+    if panel == "forward_recognisability":
+        return {"schedule": extra["schedule"], "per_class": FORWARD_PER_CLASS, "levels": FORWARD_FRACTIONS}
+    cfg = extra.get("config") or landing_denoising_config(ck.recommended, ck.schedule_config.T)
+    if panel == "reverse_recognisability":
+        return {"config": cfg.to_dict(), "per_class": CURVE_PER_CLASS}
+    if panel == "guidance_grid":
+        return {"config": grid_config(cfg).to_dict(), "weights": list(GRID_WEIGHTS), "seeds": GRID_SEEDS}
+    if panel == "sampler_speed":
+        return {"guidance": cfg.guidance, "interval": list(cfg.guidance_interval), "per_class": SPEED_PER_CLASS}
+    raise ValueError(f"unknown evidence panel {panel!r}")
+
+
+def compute_panel(panel: str, ck, judge, params: dict, cache=None, device=None):
+    """Measure one panel with the engine's own functions, for exactly `params` (see evidence_params)."""
+    import torch
+
+    from .config import SampleConfig
+    from .data import load as load_data
+    from .metrics import (forward_recognisability, guidance_grid, loss_by_noise_level, reverse_recognisability,
+                          sampling_figures)
+    from .schedule import NoiseSchedule
+
+    _, held = load_data("mnist-5k")
+    if panel == "forward_recognisability":
+        from .config import ScheduleConfig
+
+        idx = torch.arange(0, len(held), 100 // params["per_class"])
+        fractions = [i / (params["levels"] - 1) for i in range(params["levels"])]
+        schedule = NoiseSchedule(ScheduleConfig(kind=params["schedule"], T=1000))
+        return forward_recognisability(judge, schedule, held.images[idx], held.labels[idx], fractions)
+    schedule = NoiseSchedule(ck.schedule_config)
+    if panel == "bucket_loss":
+        idx = torch.arange(0, len(held), params["held_every"])
+        return loss_by_noise_level(ck.model, schedule, held.images[idx], held.labels[idx], seed=params["seed"])
+    if panel == "reverse_recognisability":
+        return reverse_recognisability(ck.model, schedule, judge, SampleConfig(**params["config"]),
+                                       per_class=params["per_class"])
+    if panel == "guidance_grid":
+        return guidance_grid(ck, judge, SampleConfig(**params["config"]), params["weights"], params["seeds"], cache)
+    if panel == "sampler_speed":
+        configs = speed_configs(params["guidance"], tuple(params["interval"]), ck.schedule_config.T)
+        return sampling_figures(ck, judge, configs, per_class=params["per_class"])
+    raise ValueError(f"unknown evidence panel {panel!r}")
+
+
+MODEL_PANELS = ("bucket_loss", "reverse_recognisability", "guidance_grid", "sampler_speed")
+
+
+def precompute_evidence(checkpoint: str | Path, command: str, panels=MODEL_PANELS, judge_path=None,
+                        progress=print) -> list[tuple[str, float]]:
+    """Measure each panel at the pages' landing settings for the model at `checkpoint` and store it in
+    `checkpoint`/evidence (the schedule-only forward curves go to the judge's folder). Returns (panel, seconds)."""
+    from . import evidence
+    from .judge import JUDGE_PATH, load_judge
+
+    ck = load_checkpoint(checkpoint)
+    judge_path = Path(judge_path or JUDGE_PATH)
+    judge = load_judge(judge_path)
+    done = []
+    for panel in panels:
+        if panel == "forward_recognisability":
+            for kind in ("cosine", "linear"):
+                params = evidence_params(panel, schedule=kind)
+                e = evidence.measure(judge_path, panel, params, lambda: compute_panel(panel, None, judge, params),
+                                     command)
+                done.append((f"{panel} ({kind})", e["seconds"]))
+                progress(f"  {panel} ({kind}): {e['seconds']:.1f} s")
+            continue
+        params = evidence_params(panel, ck)
+        e = evidence.measure(checkpoint, panel, params, lambda: compute_panel(panel, ck, judge, params), command)
+        done.append((panel, e["seconds"]))
+        progress(f"  {panel}: {e['seconds']:.1f} s")
+    return done

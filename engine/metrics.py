@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from scipy import linalg
 
-from .judge import Judge, predict
+from .judge import NOT_A_DIGIT, Judge, predict
 
 
 def frechet_distance(feats_a: torch.Tensor | np.ndarray, feats_b: torch.Tensor | np.ndarray) -> float:
@@ -141,7 +141,7 @@ def forward_recognisability(judge: Judge, schedule, images: torch.Tensor, labels
     Returns {"fraction": [...], "accuracy": {class: [...]}, "confidence": {class: [...]}, "overall": [...]}.
     """
     g = torch.Generator().manual_seed(seed)
-    out = {"fraction": list(fractions), "accuracy": {}, "confidence": {}, "overall": []}
+    out = {"fraction": list(fractions), "accuracy": {}, "confidence": {}, "overall": [], "not_a_digit": []}
     classes = labels.unique().tolist()
     for c in classes:
         out["accuracy"][int(c)] = []
@@ -154,6 +154,7 @@ def forward_recognisability(judge: Judge, schedule, images: torch.Tensor, labels
         right = (probs.argmax(1) == labels).float()
         conf = probs[torch.arange(len(labels)), labels]
         out["overall"].append(round(float(right.mean()), 4))
+        out["not_a_digit"].append(round(float((probs.argmax(1) == NOT_A_DIGIT).float().mean()), 4))
         for c in classes:
             m = labels == c
             out["accuracy"][int(c)].append(round(float(right[m].mean()), 4))
@@ -172,8 +173,8 @@ def reverse_recognisability(model, schedule, judge: Judge, config, per_class: in
 
     labels = class_labels(per_class)
     seeds = [seed + i for i in range(labels.shape[0])]
-    out = {"done": [], "x_t": {"accuracy": {c: [] for c in range(10)}, "overall": []},
-           "x0_pred": {"accuracy": {c: [] for c in range(10)}, "overall": []},
+    out = {"done": [], "x_t": {"accuracy": {c: [] for c in range(10)}, "overall": [], "not_a_digit": []},
+           "x0_pred": {"accuracy": {c: [] for c in range(10)}, "overall": [], "not_a_digit": []},
            "x0_confidence": {c: [] for c in range(10)}}
     steps = list(sample_progressive(model, schedule, labels, config, seeds=seeds))
     n = len(steps)
@@ -183,12 +184,43 @@ def reverse_recognisability(model, schedule, judge: Judge, config, per_class: in
             probs, _ = predict(judge, x.clamp(-1, 1).cpu())
             right = (probs.argmax(1) == labels).float()
             out[name]["overall"].append(round(float(right.mean()), 4))
+            out[name]["not_a_digit"].append(round(float((probs.argmax(1) == NOT_A_DIGIT).float().mean()), 4))
             for c in range(10):
                 out[name]["accuracy"][c].append(round(float(right[labels == c].mean()), 4))
             if name == "x0_pred":
                 conf = probs[torch.arange(len(labels)), labels]
                 for c in range(10):
                     out["x0_confidence"][c].append(round(float(conf[labels == c].mean()), 4))
+    return out
+
+
+@torch.inference_mode()
+def loss_by_noise_level(model, schedule, images: torch.Tensor, labels: torch.Tensor, buckets: int = 10,
+                        seed: int = 0, batch: int = 250) -> dict:
+    """The unweighted noise-prediction error ||eps - eps_hat||^2 (per pixel) of a trained model on real digits,
+    per bucket of noise level t/T: every image is noised once per bucket, at a t drawn uniformly inside it.
+
+    This is the training objective without its Min-SNR weights, so buckets compare on one scale. With
+    eps-prediction the error is LARGEST at low noise: there x_t is almost the clean digit and the small noise
+    in it is hard to separate from the strokes, while at high noise x_t is almost eps itself.
+    Returns {"buckets": [[lo, hi], ...], "mse": [...], "n_images": N}.
+    """
+    g = torch.Generator().manual_seed(seed)
+    device = next(model.parameters()).device
+    model.eval()
+    edges = [i / buckets for i in range(buckets + 1)]
+    out = {"buckets": [[edges[i], edges[i + 1]] for i in range(buckets)], "mse": [], "n_images": len(images)}
+    for lo, hi in out["buckets"]:
+        first, last = int(lo * schedule.T), max(int(lo * schedule.T), int(hi * schedule.T) - 1)
+        total = 0.0
+        for i in range(0, len(images), batch):
+            x0, y = images[i:i + batch], labels[i:i + batch]
+            t = torch.randint(first, last + 1, (len(x0),), generator=g)
+            eps = torch.randn(x0.shape, generator=g)
+            x_t = schedule.q_sample(x0, t, eps)
+            pred = model(x_t.to(device), t.to(device), y.to(device)).cpu()
+            total += float(((pred - eps) ** 2).mean(dim=(1, 2, 3)).sum())
+        out["mse"].append(round(total / len(images), 5))
     return out
 
 
@@ -231,5 +263,31 @@ def sampling_figures(checkpoint, judge: Judge | None, configs: list, per_class: 
         if judge is not None:
             probs, _ = predict(judge, x)
             row["judge_accuracy"] = round(float((probs.argmax(1) == labels).float().mean()), 4)
+            row["judge_confidence"] = round(float(probs[torch.arange(len(labels)), labels].mean()), 4)
         out.append(row)
     return out
+
+
+def guidance_grid(checkpoint, judge: Judge | None, config, weights: list[float], seeds: int, cache=None) -> dict:
+    """The class x guidance-weight grid: `seeds` digits of each class at each weight w (seeds 0..).
+
+    Returns {"weights": [...], "images": uint8 (W, 10, 28, 28) as nested lists, the first seed of each cell,
+    "accuracy": (W, 10) judge accuracy per cell over its `seeds` digits, "confidence": (W, 10) mean judge
+    probability of the asked class (both None without a judge)}.
+    """
+    from .sampling import class_labels, sample_cached, to_uint8
+
+    labels = class_labels(seeds)
+    images, acc, conf = [], [], []
+    for w in weights:
+        x = sample_cached(checkpoint, labels, config.replace(guidance=w), cache=cache)
+        images.append(to_uint8(x[::seeds]).tolist())
+        if judge is not None:
+            probs, _ = predict(judge, x)
+            right = (probs.argmax(1) == labels).float().view(10, seeds).mean(1)
+            true_p = probs[torch.arange(len(labels)), labels].view(10, seeds).mean(1)
+            acc.append([round(float(v), 4) for v in right])
+            conf.append([round(float(v), 4) for v in true_p])
+    judged = judge is not None
+    return {"weights": list(weights), "images": images, "accuracy": acc if judged else None,
+            "confidence": conf if judged else None}

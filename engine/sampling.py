@@ -206,8 +206,11 @@ def trajectory(model: torch.nn.Module, schedule: NoiseSchedule, labels: torch.Te
                seeds: Sequence[int], max_frames: int = 50) -> dict:
     """The reverse process for a few digits, subsampled to <= max_frames steps (always keeping the last).
 
-    Returns {"t": [...], "x_t": (F, B, 1, H, W), "x0_pred": (F, B, 1, H, W), "final": (B, 1, H, W)} on the CPU;
-    frame i is the state entering step i, so the slider shows x_t beside the model's guess x0_pred.
+    Returns {"t": [...], "x_t": (F, B, 1, H, W), "x0_pred": (F, B, 1, H, W), "eps_pred": (F, B, 1, H, W),
+    "terms": {name: (F, B, 1, H, W)}, "final": (B, 1, H, W)} on the CPU; frame i is the state entering step i,
+    with the step's update split into its terms (they add up to the next state), so the slider shows x_t
+    beside the model's guess x0_pred and how the sampler combines them. The extra last frame is the finished
+    digit (t = -1; its terms are zero).
     """
     steps = list(sample_progressive(model, schedule, labels, config, seeds=seeds))
     n = len(steps)
@@ -216,8 +219,12 @@ def trajectory(model: torch.nn.Module, schedule: NoiseSchedule, labels: torch.Te
     else:
         keep = sorted({round(i * (n - 1) / (max_frames - 2)) for i in range(max_frames - 1)})
     final = steps[-1].x_prev.clamp(-1, 1).cpu()
-    # one extra frame after the last step: the finished digit (t = -1, x_t = x0_pred = the sample)
+    names = list(dict.fromkeys(name for st in steps for name in st.terms))
+    zero = torch.zeros_like(final)
     return {"t": [steps[i].t for i in keep] + [-1],
             "x_t": torch.stack([steps[i].x_t.cpu() for i in keep] + [final]),
             "x0_pred": torch.stack([steps[i].x0_pred.cpu() for i in keep] + [final]),
+            "eps_pred": torch.stack([steps[i].eps_pred.cpu() for i in keep] + [zero]),
+            "terms": {name: torch.stack([steps[i].terms.get(name, zero).cpu() for i in keep] + [zero])
+                      for name in names},
             "final": final}

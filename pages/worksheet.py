@@ -4,7 +4,7 @@ from urllib.parse import urlencode
 
 import streamlit as st
 
-from ui import roles
+from ui import notes, roles
 from ui.worksheet_content import PROMPTS
 
 import ui  # noqa: E402
@@ -29,7 +29,7 @@ for p in PROMPTS:
                 st.session_state[f"{p.namespace}.{name}"] = value
             st.switch_page(p.page, query_params={k: str(v) for k, v in p.preset.items()})
         if show_notes:
-            st.info(p.note)
+            st.info(notes.note(p.number) or p.note)
         st.text_area("Your answer", key=f"worksheet.answer.{p.number}", height=80, label_visibility="collapsed",
                      placeholder="Your answer…")
 

@@ -60,3 +60,29 @@ def test_style_report_is_recorded_in_report_json_keeping_the_other_sections(monk
     assert rep["thickness_spearman"] == 0.9 and rep["command"] == "cmd" and "seconds" in rep
     assert json.loads((run_folder / "report.json").read_text()) == {"accuracy": 0.99, "style": rep}
     assert not [p for p in run_folder.iterdir() if p.name.startswith(".report.json")]     # no temp file left
+
+
+def test_precompute_evidence_stores_each_panel_under_the_parameters_the_pages_ask_for(tmp_path, run_folder,
+                                                                                       monkeypatch):
+    """The pages look measurements up by evidence_params; precompute must store them under exactly those."""
+    from engine import evidence, export
+    from engine.export import MODEL_PANELS, evidence_params, precompute_evidence
+
+    for name in ("SPEED_PER_CLASS", "CURVE_PER_CLASS", "GRID_SEEDS"):             # small, for a quick test
+        monkeypatch.setattr(export, name, 1)
+    said = []
+    done = precompute_evidence(run_folder, "python -m engine precompute", progress=said.append)
+    assert [name for name, _ in done] == list(MODEL_PANELS) and len(said) == len(MODEL_PANELS)
+    ck = load_checkpoint(run_folder)
+    for panel in MODEL_PANELS:
+        entry = evidence.lookup(run_folder, panel, **evidence_params(panel, ck))
+        assert entry is not None and entry["measured"]["command"] == "python -m engine precompute"
+    grid = evidence.lookup(run_folder, "guidance_grid", **evidence_params("guidance_grid", ck))["result"]
+    assert len(grid["images"]) == 4 and len(grid["images"][0]) == 10 and len(grid["accuracy"][0]) == 10
+    speed = evidence.lookup(run_folder, "sampler_speed", **evidence_params("sampler_speed", ck))["result"]
+    T = ck.schedule_config.T
+    assert T == 50 and [(r["sampler"], r["steps"]) for r in speed] == [
+        ("ddim", 5), ("ddim", 10), ("ddim", 25), ("ddim", 50), ("ddpm", 50)]          # DDPM-T once, not twice
+    # another guidance weight is another measurement: not found until measured
+    other = evidence_params("sampler_speed", ck, config=ck.recommended.replace(guidance=3.0))
+    assert evidence.lookup(run_folder, "sampler_speed", **other) is None

@@ -106,3 +106,26 @@ def test_sampling_figures_time_and_judge_each_config_in_order(tmp_path, tiny_mod
         probs, _ = predict(judge, sample(ck.model, NoiseSchedule(TINY_SCHEDULE), labels, cfg))
         assert row["judge_accuracy"] == round(float((probs.argmax(1) == labels).float().mean()), 4)
     assert "judge_accuracy" not in sampling_figures(ck, None, cfgs[:1], per_class=1)[0]
+
+
+def test_loss_by_noise_level_buckets_and_the_eps_prediction_direction():
+    """A 'denoiser' that answers eps_hat = x_t is nearly right at high noise (x_t ~ eps) and wrong at low
+    noise (x_t ~ x0): its error must fall from the first bucket to the last, on one scale for all buckets."""
+    from engine.config import ScheduleConfig
+    from engine.data import load
+    from engine.metrics import loss_by_noise_level
+    from engine.schedule import NoiseSchedule
+
+    class EchoModel(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x, t, y, style=None):
+            return x
+
+    _, held = load("mnist-5k")
+    out = loss_by_noise_level(EchoModel(), NoiseSchedule(ScheduleConfig()), held.images[:50], held.labels[:50])
+    assert out["n_images"] == 50 and out["buckets"][0] == [0.0, 0.1] and out["buckets"][-1][1] == 1.0
+    assert len(out["mse"]) == 10 and out["mse"][0] > 0.3 and out["mse"][-1] < 0.01
+    assert all(a >= b for a, b in zip(out["mse"], out["mse"][1:]))

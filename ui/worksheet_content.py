@@ -1,4 +1,8 @@
-"""The worksheet's prompts (../shared/WORKSHEET.md), each with a view preset and an instructor note."""
+"""The worksheet's prompts (../shared/WORKSHEET.md), each with a view preset and an instructor note.
+
+A note that states numbers is computed from the shipped reports by ui/notes.py (which the Worksheet page shows
+in place of the text here); the text here is the fallback, and for prompts without numbers, the note.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -29,7 +33,7 @@ PROMPTS = [
            "the low-noise buckets are easy (tiny MSE) and the high-noise ones hard."),
     Prompt("1.3", "Understanding diffusion", "In the step-by-step view, at roughly what percentage can you first "
            "recognise the digit? Does it vary by digit?", "pages/denoising.py", "denoising",
-           {"digit": 7, "steps": 25},
+           {"digit": 7, "seed": 2, "steps": 25},
            "Turn on the recognisability measurement: the judge reads x̂₀ correctly long before x_t looks clean, and "
            "the first-recognised percentage differs per class (simple shapes like 1 and 0 earlier than 5 or 8)."),
     Prompt("2.1", "Model architecture", "Why is a U-Net well suited to diffusion?", "pages/architecture.py", "arch",
@@ -89,7 +93,7 @@ PROMPTS = [
            "existing image toward a target (SDEdit), adds detail to low-resolution inputs (ILVR upscaling) and "
            "interpolates: restoration, editing and data augmentation."),
     Prompt("5.2", "Practical applications", "What are the limitations of the current model?", "pages/denoising.py",
-           "denoising", {"sampler": "ddpm", "steps": 1000},
+           "denoising", {"digit": 7, "seed": 2},
            "DDPM needs T network calls per image (compare the time with DDIM-25); small data (4,000 digits) "
            "risks copying (see the memorisation check); only 28×28 grey digits."),
     Prompt("5.3", "Practical applications", "If you continued the project, what three improvements would you make?",

@@ -32,16 +32,34 @@ def cmd_export(a: argparse.Namespace) -> int:
 
 
 def add_precompute(sub) -> None:
-    pc = sub.add_parser("precompute", help="store the samples the pages open with next to a shipped model")
+    pc = sub.add_parser("precompute", help="store the samples and the measurements the pages open with next to a "
+                                           "shipped model (its evidence/ folder)")
     pc.add_argument("--checkpoint", default="checkpoints/default")
+    pc.add_argument("--panels", nargs="*", metavar="PANEL",
+                    help="evidence panels to measure (default: all of bucket_loss, reverse_recognisability, "
+                         "guidance_grid, sampler_speed; forward_recognisability goes to the judge's folder); "
+                         "give none to store only the samples")
+    pc.add_argument("--threads", type=int)
+    pc.add_argument("--clip", action="store_true", help="also measure the CLIP evaluation page's panels (ranked batch, "
+                                                        "real baseline, spread, guidance sweep, techniques)")
     pc.set_defaults(func=cmd_precompute)
 
 
 def cmd_precompute(a: argparse.Namespace) -> int:
-    from ..export import precompute_samples
+    from ..export import MODEL_PANELS, precompute_evidence, precompute_samples
 
+    set_threads(a.threads)
     n, seconds, folder = precompute_samples(a.checkpoint)
     print(f"precomputed {n} samples in {seconds:.1f} s -> {folder}")
+    panels = MODEL_PANELS if a.panels is None else a.panels
+    if panels:
+        print(f"measuring evidence for {a.checkpoint}:")
+        precompute_evidence(a.checkpoint, command_line(), panels)
+    if a.clip:
+        from ..clip_eval import precompute_evidence as precompute_clip_evidence
+
+        print(f"measuring the CLIP page's evidence for {a.checkpoint}:")
+        precompute_clip_evidence(a.checkpoint, command_line())
     return 0
 
 
