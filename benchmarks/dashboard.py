@@ -93,3 +93,41 @@ def first_page_s() -> tuple[float, float]:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=600)
     secs, rss_kb = out.stdout.strip().split()[-2:]
     return round(float(secs), 2), round(int(rss_kb) / 1024, 1)
+
+
+LANDING_CODE = """
+import json, os, sys, time
+os.environ['HF_HUB_OFFLINE'] = '1'
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+from ui.worksheet_content import PROMPTS
+at = AppTest.from_file(sys.argv[1], default_timeout=600)
+at.run()                                   # the server's start: models load once (st.cache_resource)
+for page in sorted({p.page for p in PROMPTS}):
+    at.switch_page(page).run()             # and its pages' modules are imported by the first visitors
+out = {}
+for p in PROMPTS:
+    st.cache_data.clear()                  # each landing pays for its own data, as on a fresh server
+    at = AppTest.from_file(sys.argv[1], default_timeout=600)
+    at.run()
+    for name, value in p.preset.items():   # what the Worksheet's "Show me" does
+        at.session_state[p.namespace + '.' + name] = value
+    t0 = time.perf_counter()
+    at.switch_page(p.page).run()
+    out[p.number] = [round(time.perf_counter() - t0, 2), len(at.exception)]
+print(json.dumps(out))
+"""
+
+
+def landing_views_s() -> dict:
+    """Server seconds for each worksheet prompt's "Show me" to land (its page with its preset) on a running
+    server: models loaded and every page visited once (imports), the pages' data caches cleared before each
+    landing, so each pays for its own computations (AppTest, in a subprocess).
+    Returns {"landing_s": {prompt: seconds}, "landing_exceptions": {prompt: count}} (exceptions: should be 0)."""
+    out = subprocess.run([sys.executable, "-c", LANDING_CODE, str(DASHBOARD)], capture_output=True, text=True,
+                         cwd=ROOT, timeout=1800, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    try:
+        got = json.loads(out.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        raise RuntimeError("the landing-view timing failed: " + out.stderr[-2000:]) from None
+    return {"landing_s": {k: v[0] for k, v in got.items()}, "landing_exceptions": {k: v[1] for k, v in got.items()}}

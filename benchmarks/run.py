@@ -15,7 +15,7 @@ from engine.schedule import NoiseSchedule
 from engine.summary import total_flops
 from engine.unet import build_model
 
-from .dashboard import cold_start_s, first_page_s, forward_page_ms, forward_slider_ms
+from .dashboard import cold_start_s, first_page_s, forward_page_ms, forward_slider_ms, landing_views_s
 from .machine import matmul_gflops
 from .peer import PeerUNet
 from .sampling import clip_scoring, default_model_sampling, fast_model_sampling, judge_or_none
@@ -121,6 +121,10 @@ def run_bench(quick: bool = False, checkpoint: str | None = None, threads: int |
         res.update(fast_model_sampling(fast_path, quick, log, device))
     res.update(clip_scoring(reps, log))
     _time_to_quality_figures(res, time_to_quality_recipes, ttq_cap_s, peer, log, device)
+    res.update(landing_views_s())
+    slow = {k: v for k, v in res["landing_s"].items() if v > 2}
+    log("worksheet landing views (server s): " + ", ".join(f"{k} {v}" for k, v in res["landing_s"].items())
+        + (f"; over 2 s: {', '.join(slow)}" if slow else "; all <= 2 s"))
     res["cold_start_s"] = cold_start_s()
     res["first_page_s"], res["peak_rss_mb"] = first_page_s()
     log(f"cold start (health check): {res['cold_start_s']} s; dashboard + first page: {res['first_page_s']} s; "

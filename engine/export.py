@@ -144,6 +144,9 @@ def evidence_params(panel: str, ck=None, **extra) -> dict:
         return {"config": grid_config(cfg).to_dict(), "weights": list(GRID_WEIGHTS), "seeds": GRID_SEEDS}
     if panel == "sampler_speed":
         return {"guidance": cfg.guidance, "interval": list(cfg.guidance_interval), "per_class": SPEED_PER_CLASS}
+    if panel == "class_samples":              # one digit per class at the recommended settings, <= 20 steps
+        rec = ck.recommended
+        return {"config": rec.replace(steps=min(20, rec.steps, ck.schedule_config.T)).to_dict(), "seeds": 10}
     raise ValueError(f"unknown evidence panel {panel!r}")
 
 
@@ -177,10 +180,16 @@ def compute_panel(panel: str, ck, judge, params: dict, cache=None, device=None):
     if panel == "sampler_speed":
         configs = speed_configs(params["guidance"], tuple(params["interval"]), ck.schedule_config.T)
         return sampling_figures(ck, judge, configs, per_class=params["per_class"])
+    if panel == "class_samples":
+        from .sampling import class_labels, sample, to_uint8
+
+        x = sample(ck.model, schedule, class_labels(1), SampleConfig(**params["config"]),
+                   seeds=list(range(params["seeds"])))
+        return {"images": to_uint8(x.cpu()).tolist()}
     raise ValueError(f"unknown evidence panel {panel!r}")
 
 
-MODEL_PANELS = ("bucket_loss", "reverse_recognisability", "guidance_grid", "sampler_speed")
+MODEL_PANELS = ("bucket_loss", "reverse_recognisability", "guidance_grid", "sampler_speed", "class_samples")
 
 
 def precompute_evidence(checkpoint: str | Path, command: str, panels=MODEL_PANELS, judge_path=None,

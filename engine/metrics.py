@@ -46,7 +46,8 @@ def mean_pairwise_distance(feats: torch.Tensor) -> float:
 
 
 def class_scores(probs: torch.Tensor, labels: torch.Tensor) -> dict:
-    """Accuracy, true-class confidence, per-class accuracy and the 10x10 confusion matrix (rows = asked)."""
+    """Accuracy, true-class confidence, the share the judge called "not a digit", per-class accuracy and the
+    confusion matrix (rows = asked, columns = read; the last column is "not a digit")."""
     pred = probs.argmax(1)
     correct = (pred == labels).float()
     conf = probs[torch.arange(len(labels)), labels]
@@ -56,6 +57,7 @@ def class_scores(probs: torch.Tensor, labels: torch.Tensor) -> dict:
         confusion[t, p] += 1
     per_class = {int(c): round(float(correct[labels == c].mean()), 4) for c in labels.unique()}
     return {"accuracy": round(float(correct.mean()), 4), "confidence": round(float(conf.mean()), 4),
+            "not_a_digit": round(float((pred == NOT_A_DIGIT).float().mean()), 4),
             "per_class_accuracy": per_class, "confusion": confusion.tolist()}
 
 

@@ -41,8 +41,6 @@ view.context_mask_panel(ck, seed=digit)
 
 st.subheader("Told the right t vs a wrong t (3.3)")
 view.told_t_panel(ck, digit, t, told)
-st.caption("The same x_t, the same network: only the timestep input differs. Told a much larger t, the model "
-           "assumes more noise than there is and over-smooths; told a smaller one, it removes too little.")
 
 st.subheader("Ablations (no skips, no time embedding, plain CNN) and a deeper U-Net (2.1, 2.2, 3.3)")
 view.ablations_panel()

@@ -130,7 +130,8 @@ def _print_quality(checkpoint: str, step: int, cfg, report: dict, computed: bool
     print(f"checkpoint {checkpoint} (step {step}), {n} samples: {cfg.sampler}-{cfg.steps}, "
           f"guidance {cfg.guidance}, seed {cfg.seed}" + (" [from cache]" if not computed else
                                                           f", {report['samples_per_s']} samples/s"))
-    print(f"  judge accuracy      {report['accuracy']:.2%}   mean true-class confidence {report['confidence']:.3f}")
+    print(f"  judge accuracy      {report['accuracy']:.2%}   mean true-class confidence {report['confidence']:.3f}   "
+          f"'not a digit' {report.get('not_a_digit', 0):.1%}")
     print("  per class           " + "  ".join(f"{c}:{v:.0%}" for c, v in pc.items()))
     print(f"  Frechet distance    {report['frechet_distance']:.2f}   real-vs-real baseline "
           f"{report['frechet_baseline_train_vs_heldout']:.2f} ({n} train digits vs the held-out set)   "
