@@ -31,3 +31,12 @@ def tiny_model():
     return model.eval()
 
 
+
+
+def trained_like(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Random non-zero weights everywhere (the zero-initialised layers of a fresh model hide differences)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(0.1 * torch.randn(p.shape, generator=g))
+    return model.eval()

@@ -11,7 +11,7 @@ from engine.config import SampleConfig
 from engine.sampling import sample
 from engine.schedule import NoiseSchedule
 
-from .conftest import TINY_SCHEDULE
+from .conftest import TINY_SCHEDULE, trained_like
 
 
 @pytest.fixture
@@ -84,13 +84,6 @@ def test_compiled_training_takes_the_eager_steps(tmp_path):
 SHIPPED = Path(__file__).resolve().parent.parent / "checkpoints"
 
 
-def _trained_like(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Random non-zero weights everywhere (the zero-initialised layers of a fresh model hide differences)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(0.1 * torch.randn(p.shape, generator=g))
-    return model.eval()
 
 
 @pytest.mark.parametrize("size", [(7, 7), (5, 8)])
@@ -125,8 +118,8 @@ def test_speed_up_swaps_modules_around_the_same_parameters(changes):
 
     from .conftest import TINY_MODEL
     cfg = TINY_MODEL.replace(**changes)
-    textbook = _trained_like(build_model(cfg))
-    fast = _trained_like(build_model(cfg))
+    textbook = trained_like(build_model(cfg))
+    fast = trained_like(build_model(cfg))
     params_before = {k: v.data_ptr() for k, v in fast.state_dict().items()}
     assert speed_up(fast) is fast
     n_up = len(cfg.channel_mults) - 1
@@ -147,7 +140,7 @@ def test_fast_form_describes_without_changing_the_model_it_is_given():
     from engine.unet import build_model
 
     from .conftest import TINY_MODEL
-    textbook = _trained_like(build_model(TINY_MODEL))
+    textbook = trained_like(build_model(TINY_MODEL))
     copy = fast_form(textbook)
     assert copy is not textbook and isinstance(copy.upsample[0], UpConv)
     assert type(textbook.upsample[0]) is nn.Sequential                       # the original is untouched
@@ -204,7 +197,7 @@ def test_the_textbook_attention_on_a_channels_last_input_gives_the_same_numbers_
     """Why accel has its own attention: the textbook one is right on any layout, but returns NCHW."""
     from engine.unet import SelfAttention
 
-    attn = _trained_like(SelfAttention(16, 4))
+    attn = trained_like(SelfAttention(16, 4))
     x = torch.randn(2, 16, 7, 7).contiguous(memory_format=torch.channels_last)
     fast = ChannelsLastSelfAttention(attn).to(memory_format=torch.channels_last)
     out_fast, out_text = fast(x), attn(x)

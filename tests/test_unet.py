@@ -10,16 +10,9 @@ import torch.nn as nn
 from engine.config import ModelConfig
 from engine.unet import SelfAttention, build_model, count_parameters, sinusoidal_embedding
 
-from .conftest import TINY_MODEL
+from .conftest import TINY_MODEL, trained_like
 
 
-def _trained_like(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Random non-zero weights everywhere (the zero-initialised layers of a fresh model hide differences)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(0.1 * torch.randn(p.shape, generator=g))
-    return model.eval()
 
 
 @pytest.mark.parametrize("changes", [
@@ -68,7 +61,7 @@ def test_attention_heads_attend_separately():
     """With 2 heads, each head's output depends only on its own channels' queries and keys: zeroing the key
     projection of head 1 changes head 1's output only (a single-head fallback would mix them)."""
     torch.manual_seed(0)
-    attn = _trained_like(SelfAttention(8, 2))
+    attn = trained_like(SelfAttention(8, 2))
     with torch.no_grad():
         attn.qkv.weight.mul_(30)                            # peaked attention, far from uniform
     x = torch.randn(1, 8, 7, 7)
@@ -126,7 +119,7 @@ def test_soft_labels_mix_the_class_embeddings(tiny_model):
 
 def test_style_rows_of_nan_mean_no_style():
     torch.manual_seed(0)
-    model = _trained_like(build_model(TINY_MODEL.replace(style_dim=2)))
+    model = trained_like(build_model(TINY_MODEL.replace(style_dim=2)))
     x, t, y = torch.randn(2, 1, 28, 28), torch.tensor([5, 5]), torch.tensor([1, 1])
     nan = torch.full((2, 2), float("nan"))
     torch.testing.assert_close(model(x, t, y, nan), model(x, t, y, None))
