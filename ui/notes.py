@@ -104,8 +104,8 @@ def one_step_sentence() -> str:
     r, loss, ref = report("one-step"), final_loss("one-step"), final_loss("default")
     if not r or loss is None:
         return "A T = 1 model (`one-step` preset) is not shipped yet; train one on the Training page to see it."
-    return (f"The shipped T = 1 model (`checkpoints/one-step`) ends training at loss **{loss:.4f}** "
-            f"(the default: {ref:.4f}), yet the judge reads only **{pct(r.get('accuracy'))}** of its samples as the "
+    return (f"The shipped T = 1 model (`checkpoints/one-step`) ends training at loss **{loss:.2g}** "
+            f"(the default: {ref:.2g}), yet the judge reads only **{pct(r.get('accuracy'))}** of its samples as the "
             "digit asked for: with one step, x_1 is almost pure noise, predicting that noise is trivial (a low "
             "loss), and turning noise into a digit in one jump is not learned. A low loss is not good samples.")
 
