@@ -227,7 +227,8 @@ def _png_data_uri(rgb: np.ndarray) -> str:
 def tile_grid(tiles: np.ndarray, texts: list[str], hovers: list[str], cols: int, frames: list | None = None,
               row_labels: list[str] | None = None, col_labels: list[str] | None = None,
               customdata: list | None = None, highlight: int | None = None, height: int = 600,
-              title: str = "", scale: int = 3, text_colours: list[str] | None = None) -> go.Figure:
+              title: str = "", scale: int = 3, text_colours: list[str] | None = None,
+              font_size: int = 10) -> go.Figure:
     """Tiles (N, 28, 28) uint8 in a grid of `cols` columns, `texts[i]` printed under tile i, `hovers[i]` on hover,
     an optional RGB frame per tile and a highlight box around tile `highlight`.
 
@@ -237,7 +238,7 @@ def tile_grid(tiles: np.ndarray, texts: list[str], hovers: list[str], cols: int,
     """
     n = len(tiles)
     rows = max(1, -(-n // cols))
-    frame, gap, label = 2, 3, 10                                  # pixels around, between and under each tile
+    frame, gap, label = 2, 3, 9                                   # pixels around, between and under each tile
     cw, ch = 28 + 2 * frame + gap, 28 + 2 * frame + label + gap
     canvas = np.full((rows * ch + gap, cols * cw + gap, 3), 255, dtype=np.uint8)
     xs, ys = [], []
@@ -257,7 +258,7 @@ def tile_grid(tiles: np.ndarray, texts: list[str], hovers: list[str], cols: int,
                          showlegend=False)
     colours = text_colours or ["#222"] * n
     annotations = [dict(x=x, y=y + 14 + frame + label / 2 + 0.5, text=t, showarrow=False, xanchor="center",
-                        yanchor="middle", font=dict(size=11, color=colours[i]))
+                        yanchor="middle", font=dict(size=font_size, color=colours[i]))
                    for i, (x, y, t) in enumerate(zip(xs, ys, texts))]
     shapes = []
     if highlight is not None and 0 <= highlight < n:
@@ -266,13 +267,15 @@ def tile_grid(tiles: np.ndarray, texts: list[str], hovers: list[str], cols: int,
         shapes.append(dict(type="rect", x0=x - half, x1=x + half, y0=y - half, y1=y + half + label,
                            line=dict(color="#1f4fff", width=3)))
     W, H = canvas.shape[1], canvas.shape[0]
-    xaxis = dict(range=[0, W], showgrid=False, zeroline=False, fixedrange=True, side="top",
-                 tickvals=xs[:cols] if col_labels else [], ticktext=col_labels or [], constrain="domain")
+    xaxis = dict(range=[0, W], showgrid=False, zeroline=False, fixedrange=True, side="top", tickangle=0,
+                 tickfont=dict(size=font_size), tickvals=xs[:cols] if col_labels else [], ticktext=col_labels or [],
+                 constrain="domain", constraintoward="left")
     yaxis = dict(range=[H, 0], showgrid=False, zeroline=False, fixedrange=True, scaleanchor="x", constrain="domain",
-                 tickvals=ys[::cols] if row_labels else [], ticktext=row_labels or [])
+                 constraintoward="top", tickvals=ys[::cols] if row_labels else [], ticktext=row_labels or [],
+                 automargin=True)
     return go.Figure([image, markers], layout=dict(
-        title=title, height=height, margin=dict(l=10, r=10, t=(60 if title else 30) if col_labels else
-                                                (40 if title else 10), b=10),
+        title=title, height=height, margin=dict(l=10, r=10, t=(60 if title else 24) if col_labels else
+                                                (40 if title else 10), b=6),
         xaxis=xaxis, yaxis=yaxis, annotations=annotations, shapes=shapes, dragmode=False, hovermode="closest",
         hoverdistance=40, plot_bgcolor="white", clickmode="event+select"))
 
