@@ -154,3 +154,29 @@ def test_drawing_a_digit_on_the_forward_page(server, browser):
     page.mouse.up()
     expect(page.get_by_text("your drawing")).to_be_visible(timeout=60_000)
     page.close()
+
+
+def test_every_show_me_lands_with_its_evidence_drawn(server, browser):
+    """Issue 18's bar: from the Worksheet, each prompt's "Show me" opens its page with the evidence already on
+    screen (its marker text visible), no spinner left running and no exception, on a fresh server."""
+    from playwright.sync_api import expect
+
+    from ui.worksheet_content import PROMPTS
+
+    page = _open(browser, f"{server}/worksheet")
+    slow = {}
+    for p in PROMPTS:
+        assert p.evidence, f"prompt {p.number} names no evidence to look for"
+        page.goto(f"{server}/worksheet")
+        page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]", timeout=120_000)
+        button = page.locator(f".st-key-worksheet-show-{p.number.replace('.', '-')} button")
+        expect(button).to_be_visible(timeout=60_000)
+        t0 = time.time()
+        button.click()
+        expect(page.get_by_text(p.evidence).first).to_be_visible(timeout=120_000)
+        page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]", timeout=120_000)
+        slow[p.number] = round(time.time() - t0, 1)
+        assert page.locator("[data-testid=stException]").count() == 0, p.number
+        assert page.locator("[data-testid=stSpinner]").count() == 0, p.number
+    print("seconds from 'Show me' to a settled page (browser, this machine):", slow)
+    page.close()

@@ -1,6 +1,7 @@
 """engine/clip_eval.py: scoring, ranking and selection with the shipped digit-CLIP; offline behaviour.
 
-Training the digit-CLIP is tested in test_clip_train.py; the direction of CLIP guidance elsewhere.
+Training the digit-CLIP is tested in test_clip_train.py, the page's precomputed panels in test_clip_evidence.py,
+the confidence intervals in test_stats.py.
 """
 import os
 import subprocess
@@ -12,7 +13,6 @@ import numpy as np
 import pytest
 import torch
 
-from engine import clip_eval as ce
 from engine.checkpoints import CheckpointError
 from engine.clip_eval import (CLIP_PATH, CLIPSCORE_W, ClipUnavailable, compare_techniques,
                               load_digit_clip, load_pretrained, rank_report, spearman, top_k_per_class)
@@ -155,127 +155,9 @@ def test_shipped_digit_clip_reaches_its_stated_zero_shot_accuracy(scorer, held):
 
 
 # -- statistics behind every claim on the CLIP page ------------------------------------------------------------------
-def test_spearman_ci_is_fisher_z_with_the_spearman_standard_error():
-    """rho = 0.5 at n = 103: tanh(atanh(0.5) -/+ 1.96 * sqrt(1.06 / 100)) = [0.3342, 0.6358] (Fieller et al. 1957);
-    the Pearson standard error 1 / sqrt(n - 3) would give the narrower [0.3394, 0.6322]."""
-    from scipy.stats import norm
-
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=103)
-    y = x + rng.normal(size=103) * 1.2
-    ci = ce.spearman_ci(x, y)
-    assert ci["rho"] == pytest.approx(spearman(x, y)) and ci["n"] == 103
-    z, half = np.arctanh(ci["rho"]), norm.ppf(0.975) * np.sqrt(1.06 / 100)
-    assert (ci["lo"], ci["hi"]) == pytest.approx((np.tanh(z - half), np.tanh(z + half)))
-    half = norm.ppf(0.975) * np.sqrt(1.06 / 100)
-    z = np.arctanh(0.5)
-    assert (np.tanh(z - half), np.tanh(z + half)) == pytest.approx((0.3342, 0.6358), abs=1e-4)
-    assert ce.spearman_ci(x, x ** 3)["lo"] > 0.99                           # monotone: rho 1, a tight interval
-
-
-def test_spearman_ci_says_nothing_when_it_cannot_know():
-    rng = np.random.default_rng(1)
-    a, b = rng.normal(size=2000), rng.normal(size=2000)
-    ci = ce.spearman_ci(a, b)
-    assert ci["lo"] < 0 < ci["hi"] and ce.direction(ci) == 0              # independent data: no clear relation
-    small = ce.spearman_ci(a[:20], a[:20] + rng.normal(size=20) * 3)
-    big = ce.spearman_ci(a, a + rng.normal(size=2000) * 3)
-    assert (small["hi"] - small["lo"]) > 3 * (big["hi"] - big["lo"])       # the interval shrinks with n
-    assert ce.direction(big) == 1 and ce.direction(ce.spearman_ci(a, -a)) == -1
-    assert ce.spearman_ci([1, 2, 3, 4, 5], [2, 2, 2, 2, 2]) == {"rho": 0.0, "lo": -1.0, "hi": 1.0, "n": 5}
-    assert ce.spearman_ci([1, 2, 3], [3, 1, 2])["lo"] == -1.0               # n < 4: undefined, not a finding
-    with pytest.raises(ValueError, match="equally long"):
-        ce.spearman_ci([1, 2, 3, 4], [1, 2, 3])
-
-
-def test_mean_and_difference_intervals_match_scipy():
-    from scipy import stats
-
-    rng = np.random.default_rng(2)
-    a, b = rng.normal(1.62, 0.03, size=100), rng.normal(1.61, 0.05, size=1000)
-    m = ce.mean_ci(a)
-    lo, hi = stats.t.interval(0.95, 99, loc=a.mean(), scale=stats.sem(a))
-    assert (m["mean"], m["lo"], m["hi"], m["n"]) == pytest.approx((a.mean(), lo, hi, 100))
-    d = ce.diff_ci(a, b)
-    ref = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
-    assert d["diff"] == pytest.approx(a.mean() - b.mean()) and (d["lo"], d["hi"]) == pytest.approx((ref.low, ref.high))
-    assert ce.diff_ci(b, a)["diff"] == pytest.approx(-d["diff"])             # the sign says which is higher
-    assert ce.mean_ci([1.5])["lo"] == ce.mean_ci([1.5])["hi"] == 1.5
-    with pytest.raises(ValueError, match="at least two"):
-        ce.diff_ci([1.0], [1.0, 2.0])
 
 
 # -- the evidence the page lands on ------------------------------------------------------------------------------------
-def test_tiles_round_trip_and_refuse_other_shapes():
-    img = np.random.default_rng(3).integers(0, 256, size=(28, 28), dtype=np.uint8)
-    s = ce.encode_tile(img)
-    assert isinstance(s, str) and len(s) < 1100
-    np.testing.assert_array_equal(ce.decode_tile(s), img)
-    with pytest.raises(ValueError, match="28, 28"):
-        ce.encode_tile(np.zeros((14, 14), np.uint8))
-
-
-def test_batches_of_different_seeds_share_no_digit():
-    assert ce.batch_seeds(0, 100) == list(range(100))                    # seed 0: the shipped precomputed batch
-    assert ce.batch_seeds(1, 100) == list(range(100, 200))
-    assert not set(ce.batch_seeds(7, 100)) & set(ce.batch_seeds(8, 100))
-
-
-def test_early_snapshots_double_from_the_first():
-    snaps = [(250 * i, np.full((20, 28, 28), i, np.uint8)) for i in range(1, 13)]
-    assert [s for s, _ in ce.early_snapshots(snaps)] == [250, 500, 1000]
-    assert ce.early_snapshots(snaps)[2][1][0, 0, 0] == 4
-    assert ce.early_snapshots([]) == [] and [s for s, _ in ce.early_snapshots(snaps[:3])] == [250, 500]
-
-
-def test_score_table_reads_the_judge_including_not_a_digit(scorer, held):
-    from engine.judge import NOT_A_DIGIT, noise_images
-
-    judge = load_judge()
-    x = torch.cat([held.images[:8], noise_images(4).clamp(-1, 1)])
-    labels = torch.cat([held.labels[:8], torch.tensor([3, 3, 3, 3])])
-    t = ce.score_table(scorer, judge, x, labels)
-    probs, _ = predict(judge, x)
-    assert t["judge_class"] == [int(c) for c in probs.argmax(1)]
-    assert t["judge_class"][8:] == [NOT_A_DIGIT] * 4 and t["judge_confidence"][8:] == [0.0] * 4
-    assert t["judge_confidence"][:8] == pytest.approx([float(probs[i, labels[i]]) for i in range(8)], abs=1e-4)
-    assert t["clip_score"] == pytest.approx(scorer.class_scores(x, labels).tolist(), abs=1e-4)
-    assert len(t["thickness"]) == len(t["slant"]) == 12 and t["class"] == labels.tolist()
-
-
-def test_score_sources_keeps_each_sources_best_and_worst_tiles(scorer, held):
-    judge = load_judge()
-    sources = [{"name": "real A", "kind": "real", "images": held.images[:30], "labels": held.labels[:30]},
-               {"name": "noise", "kind": "ablation", "images": torch.rand(8, 1, 28, 28) * 2 - 1,
-                "labels": torch.arange(8) % 10}]
-    out = ce.score_sources(scorer, judge, sources, examples=3)
-    assert [s["name"] for s in out] == ["real A", "noise"] and [s["n"] for s in out] == [30, 8]
-    for s, src in zip(out, sources):
-        scores = np.array(s["clip_score"])
-        ex = s["examples"]
-        assert [e["rank"] for e in ex] == ["best"] * 3 + ["worst"] * 3
-        best = [scores[e["index"]] for e in ex[:3]]
-        worst = [scores[e["index"]] for e in ex[3:]]
-        assert best == sorted(scores, reverse=True)[:3] and sorted(worst) == sorted(scores)[:3]
-        for e in ex:                                                       # the tile is the image it names
-            pixels = ((src["images"][e["index"], 0].clamp(-1, 1) + 1) * 127.5).round().byte().numpy()
-            np.testing.assert_array_equal(ce.decode_tile(e["tile"]), pixels)
-
-
-def test_guidance_sweep_uses_the_same_seeds_at_every_weight(scorer, tiny_model):
-    from types import SimpleNamespace
-
-    from engine.sampling import class_labels, sample
-
-    judge = load_judge()
-    ckpt = SimpleNamespace(model=tiny_model, schedule_config=TINY_SCHEDULE, sha256="")
-    cfg = SampleConfig(steps=3, guidance=1.0, seed=5)
-    rows = ce.guidance_sweep(ckpt, scorer, judge, cfg, [0.0, 2.0], per_class=1)
-    assert [r["guidance"] for r in rows] == [0.0, 2.0] and all(len(r["clip_score"]) == 10 for r in rows)
-    labels = class_labels(1)
-    x = sample(tiny_model, NoiseSchedule(TINY_SCHEDULE), labels, cfg.replace(guidance=2.0), seeds=list(range(50, 60)))
-    assert rows[1]["clip_score"] == pytest.approx(scorer.class_scores(x, labels).tolist(), abs=1e-4)
-    assert rows[0]["clip_score"] != rows[1]["clip_score"]                # the weight changed the digits
 
 
 def test_techniques_per_sample_columns_agree_with_their_summary(scorer, tiny_model):
@@ -291,69 +173,28 @@ def test_techniques_per_sample_columns_agree_with_their_summary(scorer, tiny_mod
     assert (best >= plain - 1e-4).all()                    # best of n includes the plain draw: never lower per slot
 
 
-def test_precompute_stores_every_panel_under_the_keys_the_page_looks_up(tmp_path, monkeypatch, scorer):
-    """A tiny model end to end (no ablations, to stay quick): the five panels land in evidence/, and each is found
-    with the parameters the page and the notes build from the checkpoint."""
-    from engine import evidence
-    from engine.checkpoints import load_checkpoint
-    from engine.training.run import TrainingRun
-
-    from .conftest import TINY_MODEL, TINY_SAMPLE, TINY_TRAIN
-
-    run = TrainingRun.create(TINY_MODEL, TINY_SCHEDULE, TINY_TRAIN.replace(steps=2, sample_every=1), TINY_SAMPLE,
-                             tmp_path / "tiny")
-    while not run.done:
-        run.train_one()
-    monkeypatch.setattr(ce, "ABLATIONS", ())
-    monkeypatch.setattr(ce, "load_digit_clip", lambda path=CLIP_PATH: scorer)
-    done = ce.precompute_evidence(run.out, "pytest", progress=lambda s: None)
-    assert [p for p, _ in done] == ["clip_ranking", "clip_real", "clip_spread", "clip_sweep", "clip_techniques"]
-    assert sorted(f.name for f in (run.out / "evidence").iterdir()) == sorted(f"{p}.json" for p, _ in done)
-    ckpt = load_checkpoint(run.out)
-    cfg, cid = ckpt.recommended.replace(seed=0), ce.digit_clip_id()
-    ranking = evidence.lookup(run.out, "clip_ranking", **ce.ranking_params(ckpt.sha256, cfg, cid))
-    assert ranking["measured"]["command"] == "pytest" and len(ranking["result"]["records"]) == 100
-    assert [r["seed"] for r in ranking["result"]["records"]] == list(range(100))
-    spread = evidence.lookup(run.out, "clip_spread", **ce.spread_params(ckpt.sha256, cfg, cid))["result"]
-    kinds = [s["kind"] for s in spread]
-    assert kinds == ["model", "unguided", "snapshot", "snapshot", "real"]   # snapshots at steps 1 and 2
-    sweep = evidence.lookup(run.out, "clip_sweep", **ce.sweep_params(ckpt.sha256, cfg, cid))["result"]
-    assert [r["guidance"] for r in sweep] == sorted({0.0, 1.0, 2.0, 4.0, cfg.guidance})
-    at_rec = next(r for r in sweep if r["guidance"] == cfg.guidance)
-    assert at_rec["clip_score"] == [r["clip_score"] for r in ranking["result"]["records"]]   # the same 100 digits
-    tech = evidence.lookup(run.out, "clip_techniques", **ce.technique_params(ckpt.sha256, cfg, cid))["result"]
-    assert len(tech) == 4 and "clip_scores" in tech[0]
-    assert evidence.lookup(run.out, "clip_real", **ce.real_params(cid))["result"]["class"][:3] == \
-        load("mnist-5k")[1].labels[:3].tolist()
-
-
 # -- the shipped evidence is of the digits the page shows --------------------------------------------------------------
-SHIPPED = CLIP_PATH.parent / "default"
 
 
-@pytest.mark.skipif(not (SHIPPED / "evidence" / "clip_ranking.json").exists(), reason="no shipped CLIP evidence")
-def test_shipped_ranking_scores_are_those_of_the_cached_landing_digits(scorer, tmp_path):
-    """The page draws the landing tiles from the sample cache and their numbers from evidence: they must match."""
-    from engine import evidence
-    from engine.cache import SampleCache
-    from engine.checkpoints import load_checkpoint
-    from engine.sampling import class_labels, sample_cached
+def test_clip_guidance_moves_the_clean_estimate_towards_the_caption(scorer, held, monkeypatch):
+    """The direction of CLIP guidance: eps' = eps - s * sqrt(1 - a) * grad moves x0_pred up the gradient of the
+    CLIP similarity, so with a positive scale the guided x0_pred scores higher for the asked class than the
+    unguided one, and with a negative scale lower (noised real digits; the network's eps is held at 0 so that
+    only guidance moves x0_pred)."""
+    import engine.sampling
+    from engine.clip_eval import clip_guided_eps
+    from engine.config import ScheduleConfig
 
-    ckpt = load_checkpoint(SHIPPED)
-    cfg = ckpt.recommended.replace(seed=0)
-    e = evidence.lookup(SHIPPED, "clip_ranking", **ce.ranking_params(ckpt.sha256, cfg, ce.digit_clip_id()))
-    assert e is not None, "run: python -m engine precompute --checkpoint checkpoints/default --panels --clip"
-    labels = class_labels(10)
-    cache = SampleCache(tmp_path, read_only=[SHIPPED / "precomputed"])
-    x = sample_cached(ckpt, labels, cfg, seeds=list(range(100)), cache=cache)
-    assert cache.hits == 1                                                   # shipped: no sampling on arrival
-    stored = [r["clip_score"] for r in e["result"]["records"]]
-    assert stored == pytest.approx(scorer.class_scores(x, labels).tolist(), abs=2e-3)
+    monkeypatch.setattr(engine.sampling, "guided_eps", lambda model, x, t, y, w, style=None: torch.zeros_like(x))
+    schedule = NoiseSchedule(ScheduleConfig())
+    labels, t = held.labels[:8], 200
+    noise = torch.randn(8, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    x_t = schedule.q_sample(held.images[:8], torch.full((8,), t), noise)
 
+    def score_after(scale: float) -> float:
+        eps = clip_guided_eps(None, schedule, scorer, labels, SampleConfig(guidance=0.0), scale)(x_t, t)
+        x0 = schedule.predict_x0_from_eps(x_t, t, eps).clamp(-1, 1)
+        return float(scorer.class_scores(x0, labels).mean())
 
-def test_spearman_ci_rho_is_scipys_even_with_ties():
-    rng = np.random.default_rng(4)
-    a = rng.integers(0, 5, size=60).astype(float)                        # many ties
-    b = a + rng.integers(0, 3, size=60)
-    assert ce.spearman_ci(a, b)["rho"] == pytest.approx(spearman(a, b), abs=1e-12)
-    np.testing.assert_allclose(ce.ranks([3.0, 1.0, 3.0, 2.0]), [3.5, 1.0, 3.5, 2.0])
+    base, up, down = score_after(0.0), score_after(2.0), score_after(-2.0)
+    assert up > base > down

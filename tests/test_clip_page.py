@@ -33,6 +33,7 @@ def landing(tmp_path, monkeypatch):
     """The CLIP page of a fresh server on the shipped default, with sampling and CLIP loading made to fail: the
     landing view must come from the evidence and the sample cache alone."""
     import engine.clip_eval
+    import engine.clip_evidence
     import engine.sampling
     import ui.resources as res
 
@@ -43,6 +44,8 @@ def landing(tmp_path, monkeypatch):
     monkeypatch.setattr(engine.sampling, "sample", refuse)
     monkeypatch.setattr(engine.clip_eval, "load_digit_clip", refuse)
     monkeypatch.setattr(engine.clip_eval, "compare_techniques", refuse)
+    monkeypatch.setattr(engine.clip_evidence, "load_digit_clip", refuse)
+    monkeypatch.setattr(engine.clip_evidence, "compare_techniques", refuse)
     st.cache_resource.clear()
     st.cache_data.clear()
     at = AppTest.from_file(APP, default_timeout=120)

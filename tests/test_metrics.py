@@ -129,3 +129,23 @@ def test_loss_by_noise_level_buckets_and_the_eps_prediction_direction():
     assert out["n_images"] == 50 and out["buckets"][0] == [0.0, 0.1] and out["buckets"][-1][1] == 1.0
     assert len(out["mse"]) == 10 and out["mse"][0] > 0.3 and out["mse"][-1] < 0.01
     assert all(a >= b for a, b in zip(out["mse"], out["mse"][1:]))
+
+
+def test_reverse_recognisability_ends_where_sampling_ends(tiny_model):
+    """The curve's last point on x_t is the judge's accuracy on the very samples `sample` returns (same seeds),
+    the fractions run to 1, and the share called 'not a digit' is reported at every step."""
+    from engine.config import SampleConfig, ScheduleConfig
+    from engine.judge import load_judge, predict
+    from engine.metrics import reverse_recognisability
+    from engine.sampling import class_labels, sample
+    from engine.schedule import NoiseSchedule
+
+    judge, schedule = load_judge(), NoiseSchedule(ScheduleConfig(T=50))
+    cfg = SampleConfig(steps=5, guidance=1.0)
+    curve = reverse_recognisability(tiny_model, schedule, judge, cfg, per_class=2)
+    assert curve["done"] == [0.2, 0.4, 0.6, 0.8, 1.0]
+    labels = class_labels(2)
+    x = sample(tiny_model, schedule, labels, cfg, seeds=list(range(20)))
+    final = float((predict(judge, x)[0].argmax(1) == labels).float().mean())
+    assert curve["x_t"]["overall"][-1] == round(final, 4)
+    assert len(curve["x_t"]["not_a_digit"]) == 5 and all(0 <= v <= 1 for v in curve["x_t"]["not_a_digit"])

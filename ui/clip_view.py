@@ -17,7 +17,7 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
-from engine import clip_eval as ce, evidence
+from engine import clip_eval as ce, clip_evidence as cev, evidence, stats
 from engine.checkpoints import CheckpointError
 from engine.config import SampleConfig
 from engine.judge import NOT_A_DIGIT
@@ -27,7 +27,7 @@ from engine.schedule import NoiseSchedule
 from . import figures, resources, roles, widgets
 from .notes_clip import fmt_diff, fmt_rho, judge_reading, paired_diff, relation
 
-PER_CLASS = ce.RANK_PER_CLASS
+PER_CLASS = cev.RANK_PER_CLASS
 SHIPPED_DEFAULT = resources.SHIPPED_ROOT / "default"
 KEPT, REJECTED = (40, 170, 60), (200, 60, 60)
 GRID_KEY = "clip.grid"
@@ -58,21 +58,21 @@ def get_scorer(kind: str):
 def choose_clip(kind: str) -> tuple[str | None, str | None, str | None]:
     """(kind used, its evidence id, note). digit-CLIP is not loaded here (its id comes from its meta.json), so a
     landing view read from evidence never pays for open_clip; a pretrained request loads it (or falls back)."""
-    if kind == ce.DIGIT_CLIP:
+    if kind == cev.DIGIT_CLIP:
         try:
-            return ce.DIGIT_CLIP, ce.digit_clip_id(), None
+            return cev.DIGIT_CLIP, cev.digit_clip_id(), None
         except CheckpointError as e:
             return None, None, str(e)
     scorer, note = get_scorer(kind)
     if scorer is None:
         return None, None, note
     if note:
-        return ce.DIGIT_CLIP, ce.digit_clip_id(), note
+        return cev.DIGIT_CLIP, cev.digit_clip_id(), note
     return kind, scorer.name, None
 
 
 def scorer_name(kind_used: str) -> str:
-    return "digit-CLIP (trained here)" if kind_used == ce.DIGIT_CLIP else get_scorer(kind_used)[0].name
+    return "digit-CLIP (trained here)" if kind_used == cev.DIGIT_CLIP else get_scorer(kind_used)[0].name
 
 
 # -- evidence first, computation second ----------------------------------------------------------------------------
@@ -106,7 +106,7 @@ def _images(path: str, sha: str, config_json: str) -> np.ndarray:
     ck = resources.load_model(path)
     labels = class_labels(PER_CLASS)
     cfg = _cfg(config_json)
-    x = sample_cached(ck, labels, cfg, seeds=ce.batch_seeds(cfg.seed, len(labels)), cache=resources.get_sample_cache())
+    x = sample_cached(ck, labels, cfg, seeds=cev.batch_seeds(cfg.seed, len(labels)), cache=resources.get_sample_cache())
     return to_uint8(x).numpy()
 
 
@@ -114,7 +114,7 @@ def _images(path: str, sha: str, config_json: str) -> np.ndarray:
 @roles.heavy
 def _compute_ranking(path: str, sha: str, config_json: str, kind: str) -> tuple[dict, np.ndarray]:
     scorer, _ = get_scorer(kind)
-    result, x = ce.ranked_batch(resources.load_model(path), scorer, resources.get_judge(), _cfg(config_json),
+    result, x = cev.ranked_batch(resources.load_model(path), scorer, resources.get_judge(), _cfg(config_json),
                                 cache=resources.get_sample_cache())
     return result, to_uint8(x).numpy()
 
@@ -123,7 +123,7 @@ def ranking(ck, config: SampleConfig, kind: str, cid: str) -> dict:
     """The ranked batch: {"df" (one row per digit, batch order), "images" (N, 28, 28) uint8, "zero_shot" (N, 10),
     "measured" (the evidence's record, or None when computed now)}."""
     cj = json.dumps(config.to_dict(), sort_keys=True)
-    e = evidence.lookup(ck.path, "clip_ranking", **ce.ranking_params(ck.sha256, config, cid)) if ck.sha256 else None
+    e = evidence.lookup(ck.path, "clip_ranking", **cev.ranking_params(ck.sha256, config, cid)) if ck.sha256 else None
     if e is not None:
         result = e["result"]
         with st.spinner("Drawing the 100 digits (a sample-cache hit for the shipped settings)…"):
@@ -142,14 +142,14 @@ def ranking(ck, config: SampleConfig, kind: str, cid: str) -> dict:
 def _compute_real(kind: str) -> dict:
     scorer, _ = get_scorer(kind)
     _, held = resources.get_data()
-    return ce.real_baseline(scorer, resources.get_judge(), held)
+    return cev.real_baseline(scorer, resources.get_judge(), held)
 
 
 def real_table(model_dir: Path, kind: str, cid: str) -> pd.DataFrame:
     """The held-out real digits scored by this CLIP (the same for every diffusion model: read from this model's
     evidence, else the shipped default's, else computed)."""
     for d in (model_dir, SHIPPED_DEFAULT):
-        e = evidence.lookup(d, "clip_real", **ce.real_params(cid))
+        e = evidence.lookup(d, "clip_real", **cev.real_params(cid))
         if e is not None:
             return pd.DataFrame(e["result"])
     with st.spinner(estimate(model_dir, "clip_real", "Scoring the 1,000 held-out real digits")):
@@ -161,16 +161,16 @@ def real_table(model_dir: Path, kind: str, cid: str) -> pd.DataFrame:
 def _compute_spread(path: str, sha: str, config_json: str, kind: str) -> list[dict]:
     scorer, _ = get_scorer(kind)
     _, held = resources.get_data()
-    sources = ce.spread_sources(resources.load_model(path), _cfg(config_json), heldout=held,
+    sources = cev.spread_sources(resources.load_model(path), _cfg(config_json), heldout=held,
                                 cache=resources.get_sample_cache())
-    return ce.score_sources(scorer, resources.get_judge(), sources)
+    return cev.score_sources(scorer, resources.get_judge(), sources)
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
 @roles.heavy
 def _compute_sweep(path: str, sha: str, config_json: str, kind: str, weights: tuple) -> list[dict]:
     scorer, _ = get_scorer(kind)
-    return ce.guidance_sweep(resources.load_model(path), scorer, resources.get_judge(), _cfg(config_json), weights,
+    return cev.guidance_sweep(resources.load_model(path), scorer, resources.get_judge(), _cfg(config_json), weights,
                              cache=resources.get_sample_cache())
 
 
@@ -179,9 +179,9 @@ def _compute_sweep(path: str, sha: str, config_json: str, kind: str, weights: tu
 def _compute_techniques(path: str, sha: str, config_json: str, kind: str, scale: float) -> list[dict]:
     ck = resources.load_model(path)
     scorer, _ = get_scorer(kind)
-    cfg = ce.technique_config(_cfg(config_json))
+    cfg = cev.technique_config(_cfg(config_json))
     return ce.compare_techniques(ck.model, NoiseSchedule(ck.schedule_config), scorer, resources.get_judge(), cfg,
-                                 per_class=ce.TECHNIQUES["per_class"], n=ce.TECHNIQUES["n"], guidance_scale=scale,
+                                 per_class=cev.TECHNIQUES["per_class"], n=cev.TECHNIQUES["n"], guidance_scale=scale,
                                  seed=cfg.seed, per_sample=True)
 
 
@@ -207,7 +207,7 @@ def _stored_or_on_request(ck, panel: str, params: dict, toggle_label: str, toggl
 
 def spread(ck, config, kind, cid):
     cj = json.dumps(config.to_dict(), sort_keys=True)
-    return _stored_or_on_request(ck, "clip_spread", ce.spread_params(ck.sha256, config, cid),
+    return _stored_or_on_request(ck, "clip_spread", cev.spread_params(ck.sha256, config, cid),
                                  "Measure the spread for these settings", "clip.spread_on",
                                  "Sampling every source and scoring it",
                                  lambda: _compute_spread(str(ck.path), ck.sha256, cj, kind))
@@ -215,7 +215,7 @@ def spread(ck, config, kind, cid):
 
 def sweep(ck, config, kind, cid):
     cj = json.dumps(config.to_dict(), sort_keys=True)
-    params = ce.sweep_params(ck.sha256, config, cid)
+    params = cev.sweep_params(ck.sha256, config, cid)
     return _stored_or_on_request(ck, "clip_sweep", params, "Measure CLIPScore vs guidance weight",
                                  "clip.sweep_on", f"Sampling the same 100 seeds at w = "
                                  f"{', '.join(f'{w:g}' for w in params['guidance'])}",
@@ -224,7 +224,7 @@ def sweep(ck, config, kind, cid):
 
 def techniques(ck, config, kind, cid, scale: float):
     cj = json.dumps(config.to_dict(), sort_keys=True)
-    return _stored_or_on_request(ck, "clip_techniques", ce.technique_params(ck.sha256, config, cid, scale),
+    return _stored_or_on_request(ck, "clip_techniques", cev.technique_params(ck.sha256, config, cid, scale),
                                  "Run the comparison (plain vs best-of-4 vs rejection vs CLIP guidance)",
                                  "clip.compare", "Comparing plain, best-of-4, rejection and CLIP-guided sampling",
                                  lambda: _compute_techniques(str(ck.path), ck.sha256, cj, kind, float(scale)))
@@ -340,9 +340,9 @@ def spread_panel(sources: list[dict], batch_df: pd.DataFrame) -> None:
     real = next((s for s in sources if s["kind"] == "real"), None)
     marks = [dict(x=float(np.mean(real["clip_score"])), text="real mean", colour="#555")] if real else []
     generated = [s for s in sources if s["kind"] != "real"]
-    pooled = ce.spearman_ci(np.concatenate([s["clip_score"] for s in generated]),
+    pooled = stats.spearman_ci(np.concatenate([s["clip_score"] for s in generated]),
                             np.concatenate([s["judge_confidence"] for s in generated]))
-    within = ce.spearman_ci(batch_df["clip_score"], batch_df["judge_confidence"])
+    within = stats.spearman_ci(batch_df["clip_score"], batch_df["judge_confidence"])
     model = next((s for s in sources if s["kind"] == "model"), None)
     text = (f"Across all {pooled['n']} generated digits of every source, CLIPScore vs judge confidence: "
             f"**{fmt_rho(pooled)}** — " + relation(pooled, "CLIP separates broken digits from good ones",
@@ -352,7 +352,7 @@ def spread_panel(sources: list[dict], batch_df: pd.DataFrame) -> None:
                      "within a good batch CLIP ranks *against* the judge",
                      "no clear relation inside a good batch") + ".")
     if model and real:
-        d = ce.diff_ci(model["clip_score"], real["clip_score"])
+        d = stats.diff_ci(model["clip_score"], real["clip_score"])
         text += (f"\n\n{model['name']} vs real digits: {d['mean_a']:.3f} vs {d['mean_b']:.3f}, difference "
                  f"{fmt_diff(d, 4)} (95 % CI): generated digits score " +
                  relation(d, "**higher** than real ones", "**lower** than real ones", "about the **same** as real ones")
@@ -364,7 +364,7 @@ def spread_panel(sources: list[dict], batch_df: pd.DataFrame) -> None:
     right.markdown(text)
     table = []
     for s in sources:
-        c = ce.mean_ci(s["clip_score"])
+        c = stats.mean_ci(s["clip_score"])
         judged = np.array(s["judge_class"])
         table.append({"source": s["name"],
                       "mean CLIPScore [95 % CI]": f"{c['mean']:.3f} [{c['lo']:.3f}, {c['hi']:.3f}]",
@@ -378,13 +378,13 @@ def spread_panel(sources: list[dict], batch_df: pd.DataFrame) -> None:
         for ex in s["examples"]:
             i = ex["index"]
             c, j = s["class"][i], s["judge_class"][i]
-            tiles.append(ce.decode_tile(ex["tile"]))
+            tiles.append(cev.decode_tile(ex["tile"]))
             texts.append(f"{s['clip_score'][i]:.3f}")
             frames.append((40, 170, 60) if j == c else (150, 150, 150) if j == NOT_A_DIGIT else (240, 150, 30))
             hov.append(f"{s['name']} · {ex['rank']} · digit {c}<br>CLIPScore {s['clip_score'][i]:.3f} · judge: "
                        f"{_reading(j, c)} (p({c}) = {s['judge_confidence'][i]:.2f})<br>thickness "
                        f"{s['thickness'][i]:.1f} px · slant {s['slant'][i]:.0f}°")
-    per_row = 2 * ce.EXAMPLES
+    per_row = 2 * cev.EXAMPLES
     if len(tiles) == per_row * len(sources):
         left, right = st.columns([3, 2], gap="medium")
         fig = figures.tile_grid(np.stack(tiles), texts, hov, cols=per_row, frames=frames,
@@ -404,7 +404,7 @@ def spread_panel(sources: list[dict], batch_df: pd.DataFrame) -> None:
 def per_class_chart(df: pd.DataFrame, real: pd.DataFrame) -> go.Figure:
     groups = []
     for name, data, colour in (("generated (this batch)", df, "#2ca02c"), ("real held-out", real, "#555555")):
-        cis = [ce.mean_ci(data.loc[data["class"] == c, "clip_score"]) for c in range(10)]
+        cis = [stats.mean_ci(data.loc[data["class"] == c, "clip_score"]) for c in range(10)]
         groups.append({"name": name, "mean": [c["mean"] for c in cis], "lo": [c["lo"] for c in cis],
                        "hi": [c["hi"] for c in cis], "colour": colour,
                        "text": [f"digit {k}: {c['mean']:.3f} [{c['lo']:.3f}, {c['hi']:.3f}], n = {c['n']}"
@@ -425,7 +425,7 @@ def baseline_and_agreement(df: pd.DataFrame, real: pd.DataFrame) -> None:
                                     x=[str(c) for c in range(10)], y=[rows[i] for i in keep],
                                     zrange=(0, max(1, int(conf.max()))), text_format="d", top_down=True),
                     key="clip.conf")
-    rho = ce.spearman_ci(df["clip_score"], df["judge_confidence"])
+    rho = stats.spearman_ci(df["clip_score"], df["judge_confidence"])
     agree = float((df["judge_class"] == df["clip_zero_shot_class"]).mean())
     zs_right = float((real["zero_shot_class"] == real["class"]).mean()) if "zero_shot_class" in real else float("nan")
     st.markdown(f"Rank correlation of CLIPScore with judge confidence: **{fmt_rho(rho)}** (95 % CI) — "
@@ -447,7 +447,7 @@ def patterns(df: pd.DataFrame, real: pd.DataFrame) -> None:
             d = df[df["kept"] == kept]
             fig.add_trace(go.Scatter(x=d[x], y=d["clip_score"], mode="markers", name=name,
                                      marker=dict(color=colour, size=6), text=d["class"]))
-        gen_rho, real_rho = ce.spearman_ci(df[x], df["clip_score"]), ce.spearman_ci(real[x], real["clip_score"])
+        gen_rho, real_rho = stats.spearman_ci(df[x], df["clip_score"]), stats.spearman_ci(real[x], real["clip_score"])
         lo = min(df["clip_score"].min(), np.percentile(real["clip_score"], 5))      # the lowest 5 % of real: off-axis
         fig.update_layout(height=300, margin=dict(l=10, r=10, t=30, b=10), title=f"score vs {x.replace('_', ' ')}",
                           xaxis=dict(title=f"{x.replace('_', ' ')} {unit}".strip()),
@@ -468,7 +468,7 @@ def kept_vs_rejected(df: pd.DataFrame) -> None:
         x = df[name].to_numpy(dtype=float)
         if kept.sum() < 2 or (~kept).sum() < 2:
             break
-        d = ce.diff_ci(x[kept], x[~kept])
+        d = stats.diff_ci(x[kept], x[~kept])
         rows.append({"measure": label, "kept": f"{d['mean_a']:.{nd}f}", "rejected": f"{d['mean_b']:.{nd}f}",
                      "kept − rejected [95 % CI]": fmt_diff(d, nd),
                      "reading": "higher by construction" if name == "clip_score" else
@@ -484,7 +484,7 @@ def kept_vs_rejected(df: pd.DataFrame) -> None:
 
 def guidance_panel(rows: list[dict], recommended: float) -> None:
     ws = [r["guidance"] for r in rows]
-    cis = [ce.mean_ci(r["clip_score"]) for r in rows]
+    cis = [stats.mean_ci(r["clip_score"]) for r in rows]
     acc = [float(np.mean(np.array(r["judge_class"]) == np.array(r["class"]))) for r in rows]
     fig = figures.means_with_ci([f"{w:g}" for w in ws], [{
         "name": "mean CLIPScore", "mean": [c["mean"] for c in cis], "lo": [c["lo"] for c in cis],
@@ -495,12 +495,12 @@ def guidance_panel(rows: list[dict], recommended: float) -> None:
     c1, c2 = st.columns([3, 2])
     c1.plotly_chart(fig, key="clip.sweep")
     w_all = np.concatenate([[r["guidance"]] * len(r["clip_score"]) for r in rows])
-    rho = ce.spearman_ci(w_all, np.concatenate([r["clip_score"] for r in rows]))
+    rho = stats.spearman_ci(w_all, np.concatenate([r["clip_score"] for r in rows]))
     text = (f"Over w = {', '.join(f'{w:g}' for w in ws)}: **{fmt_rho(rho)}** — "
             + relation(rho, "the score rises with w", "the score falls with w", "no clear monotone relation") + ".")
     by_w = {r["guidance"]: r for r in rows}
     if 0.0 in by_w and recommended in by_w and recommended != 0:
-        d = ce.diff_ci(by_w[recommended]["clip_score"], by_w[0.0]["clip_score"])
+        d = stats.diff_ci(by_w[recommended]["clip_score"], by_w[0.0]["clip_score"])
         text += (f" w = {recommended:g} vs unguided: {fmt_diff(d)} — "
                  + relation(d, "guided digits score higher", "guided digits score lower", "no clear difference") + ".")
     c2.markdown(text)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine import clip_eval as ce, evidence
+from engine import clip_eval as ce, clip_evidence as cev, evidence, stats
 from engine.checkpoints import WEIGHTS, CheckpointError, read_configs
 from engine.config import SampleConfig
 
@@ -41,13 +41,13 @@ def fmt_diff(ci: dict, nd: int = 3) -> str:
 
 def paired_diff(a, b) -> dict:
     """Mean of a - b, slot by slot, with its t interval, as a difference {"diff", "lo", "hi"}."""
-    m = ce.mean_ci(np.subtract(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)))
+    m = stats.mean_ci(np.subtract(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)))
     return {"diff": m["mean"], "lo": m["lo"], "hi": m["hi"]}
 
 
 def relation(ci: dict, positive: str, negative: str, none: str = "no clear relation") -> str:
     """The phrase a confidence interval supports: `positive` above 0, `negative` below, `none` when it includes 0."""
-    return {1: positive, -1: negative, 0: none}[ce.direction(ci)]
+    return {1: positive, -1: negative, 0: none}[stats.direction(ci)]
 
 
 def judge_reading(judge_class: int, asked: int, p_asked: float) -> str:
@@ -70,7 +70,7 @@ def landing_evidence(model_dir: str | Path = DEFAULT_DIR) -> dict:
     rec = SampleConfig.from_dict(config.get("recommended") or {}).replace(seed=0)
     sha = meta.get("sha256", {}).get(WEIGHTS, "")
     try:
-        cid = ce.digit_clip_id()
+        cid = cev.digit_clip_id()
     except CheckpointError:
         cid = ""
 
@@ -78,11 +78,11 @@ def landing_evidence(model_dir: str | Path = DEFAULT_DIR) -> dict:
         e = evidence.lookup(model_dir, panel, **params)
         return None if e is None else e["result"]
 
-    return {"ranking": get("clip_ranking", ce.ranking_params(sha, rec, cid)),
-            "real": get("clip_real", ce.real_params(cid)),
-            "spread": get("clip_spread", ce.spread_params(sha, rec, cid)),
-            "sweep": get("clip_sweep", ce.sweep_params(sha, rec, cid)),
-            "techniques": get("clip_techniques", ce.technique_params(sha, rec, cid)),
+    return {"ranking": get("clip_ranking", cev.ranking_params(sha, rec, cid)),
+            "real": get("clip_real", cev.real_params(cid)),
+            "spread": get("clip_spread", cev.spread_params(sha, rec, cid)),
+            "sweep": get("clip_sweep", cev.sweep_params(sha, rec, cid)),
+            "techniques": get("clip_techniques", cev.technique_params(sha, rec, cid)),
             "sha": sha, "config": rec}
 
 
@@ -116,15 +116,15 @@ def note_41(model_dir: str | Path = DEFAULT_DIR) -> str:
     recs = ev["ranking"]["records"]
     gen, conf = _columns(recs, "clip_score", "judge_confidence")
     real = np.asarray(ev["real"]["clip_score"], dtype=np.float64)
-    d = ce.diff_ci(gen, real)
+    d = stats.diff_ci(gen, real)
     compare = relation(d, "**higher** than", "**lower** than", "about the **same** as")
     lines = [MISCONCEPTION_41, "",
              f"- **Generated vs real:** the shipped model's {len(gen)} digits score {compare} the {len(real):,} real "
              f"held-out digits: **{d['mean_a']:.3f} vs {d['mean_b']:.3f}** (difference {fmt_diff(d, 4)}, 95 % CI"
-             + ("; it includes 0" if ce.direction(d) == 0 else "") + ")."
+             + ("; it includes 0" if stats.direction(d) == 0 else "") + ")."
              + (" A real digit is by definition realistic, so a score that generated digits can beat is not a "
-                "realism score." if ce.direction(d) > 0 else "")]
-    rho = ce.spearman_ci(gen, conf)
+                "realism score." if stats.direction(d) > 0 else "")]
+    rho = stats.spearman_ci(gen, conf)
     lines.append(f"- **Within this batch**, CLIPScore vs the judge's confidence: {fmt_rho(rho)}: "
                  + relation(rho, "higher scores go with a more confident judge.",
                             "higher scores go with a *less* confident judge.",
@@ -132,7 +132,7 @@ def note_41(model_dir: str | Path = DEFAULT_DIR) -> str:
                  )
     if ev["spread"] is not None:
         generated = [s for s in ev["spread"] if s["kind"] != "real"]
-        pooled = ce.spearman_ci(np.concatenate([s["clip_score"] for s in generated]),
+        pooled = stats.spearman_ci(np.concatenate([s["clip_score"] for s in generated]),
                                 np.concatenate([s["judge_confidence"] for s in generated]))
         ablations = [s for s in generated if s["kind"] == "ablation"]
         model = next(s for s in generated if s["kind"] == "model")
@@ -175,7 +175,7 @@ def note_42(model_dir: str | Path = DEFAULT_DIR) -> str:
     lines = [MISCONCEPTION_41 + " So ask which digits *look most like their caption to CLIP*, and test each "
              "hypothesis against the charts:", ""]
     overall = float(gen.mean())
-    cis = {c: ce.mean_ci(gen[cls == c]) for c in range(10)}
+    cis = {c: stats.mean_ci(gen[cls == c]) for c in range(10)}
     above = [c for c, m in cis.items() if m["lo"] > overall]
     below = [c for c, m in cis.items() if m["hi"] < overall]
     top = max(cis, key=lambda c: cis[c]["mean"])
@@ -194,7 +194,7 @@ def note_42(model_dir: str | Path = DEFAULT_DIR) -> str:
     if ev["real"] is not None:
         rs, rc = np.asarray(ev["real"]["clip_score"], float), np.asarray(ev["real"]["class"])
         r_overall = float(rs.mean())
-        rcis = {c: ce.mean_ci(rs[rc == c]) for c in range(10)}
+        rcis = {c: stats.mean_ci(rs[rc == c]) for c in range(10)}
         r_above = [c for c, m in rcis.items() if m["lo"] > r_overall]
         r_below = [c for c, m in rcis.items() if m["hi"] < r_overall]
         lines.append(f"- **Real digits** (100 a class): classes above the real mean ({r_overall:.3f}): "
@@ -202,18 +202,18 @@ def note_42(model_dir: str | Path = DEFAULT_DIR) -> str:
     for name, label in (("thickness", "stroke thickness"), ("slant", "slant"),
                         ("judge_confidence", "judge confidence")):
         x = np.array([r[name] for r in recs], dtype=np.float64)
-        rho = ce.spearman_ci(gen, x)
+        rho = stats.spearman_ci(gen, x)
         text = f"- **CLIPScore vs {label}**, generated: {fmt_rho(rho)}: " + relation(
             rho, f"higher scores go with more {label}", f"higher scores go with less {label}")
         if ev["real"] is not None and name in ev["real"]:
-            rr = ce.spearman_ci(ev["real"]["clip_score"], ev["real"][name])
+            rr = stats.spearman_ci(ev["real"]["clip_score"], ev["real"][name])
             text += f"; real: {fmt_rho(rr)}: " + relation(rr, f"higher scores go with more {label}",
                                                           f"higher scores go with less {label}")
         lines.append(text + ".")
     if ev["sweep"] is not None:
         w = np.concatenate([[row["guidance"]] * len(row["clip_score"]) for row in ev["sweep"]])
         s = np.concatenate([row["clip_score"] for row in ev["sweep"]])
-        rho = ce.spearman_ci(w, s)
+        rho = stats.spearman_ci(w, s)
         weights = [row["guidance"] for row in ev["sweep"]]
         text = (f"- **Guidance weight** (the same 100 seeds at w = {', '.join(f'{v:g}' for v in weights)}): "
                 f"{fmt_rho(rho)}: " + relation(rho, "the score rises with w", "the score falls with w",
@@ -221,7 +221,7 @@ def note_42(model_dir: str | Path = DEFAULT_DIR) -> str:
         rows = {row["guidance"]: row for row in ev["sweep"]}
         rec_w = float(ev["config"].guidance)
         if 0.0 in rows and rec_w in rows and rec_w != 0.0:
-            d = ce.diff_ci(rows[rec_w]["clip_score"], rows[0.0]["clip_score"])
+            d = stats.diff_ci(rows[rec_w]["clip_score"], rows[0.0]["clip_score"])
             text += (f"; w = {rec_w:g} vs unguided: {fmt_diff(d)}: " +
                      relation(d, "guided digits score higher", "guided digits score lower",
                               "no clear difference"))
@@ -276,7 +276,7 @@ def note_b3(model_dir: str | Path = DEFAULT_DIR) -> str:
     for name, label, nd in (("clip_score", "CLIPScore", 3), ("judge_confidence", "judge confidence", 3),
                             ("thickness", "thickness (px)", 2), ("slant", "slant (°)", 1)):
         x = np.array([r[name] for r in recs], dtype=np.float64)
-        d = ce.diff_ci(x[kept], x[~kept])
+        d = stats.diff_ci(x[kept], x[~kept])
         verdict = ("higher by construction" if name == "clip_score" else
                    relation(d, "kept **higher**", "kept **lower**", "**no clear difference**"))
         lines.append(f"- {label}: kept {d['mean_a']:.{nd}f} vs rejected {d['mean_b']:.{nd}f}, "

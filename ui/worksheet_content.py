@@ -85,5 +85,7 @@ EVIDENCE = {
     "5.1": "judge reads", "5.2": "took", "B4": "Measured compliance of this model",
     "3.1": "Unweighted ε-MSE of", "3.2": "The judge's reading, computed now",
     "5.3": "judge %: the share of generated digits", "B2": "judge %: the share of generated digits",
+    "4.1": "Rank correlation of CLIPScore with judge confidence", "4.2": "generated: ρ",
+    "4.3": "Each technique fills the same 30 slots", "B3": "Green frame: kept",
 }
 PROMPTS = [Prompt(**{**p.__dict__, "evidence": EVIDENCE.get(p.number, p.evidence)}) for p in PROMPTS]

@@ -56,7 +56,7 @@ def cmd_precompute(a: argparse.Namespace) -> int:
         print(f"measuring evidence for {a.checkpoint}:")
         precompute_evidence(a.checkpoint, command_line(), panels)
     if a.clip:
-        from ..clip_eval import precompute_evidence as precompute_clip_evidence
+        from ..clip_evidence import precompute_evidence as precompute_clip_evidence
 
         print(f"measuring the CLIP page's evidence for {a.checkpoint}:")
         precompute_clip_evidence(a.checkpoint, command_line())
