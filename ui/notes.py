@@ -77,6 +77,12 @@ def pct(x: float | None) -> str:
     return "?" if x is None else f"{100 * x:.1f} %"
 
 
+def abstained(r: dict) -> str:
+    """', N % of which the judge calls "not a digit"' when the report counts any."""
+    v = r.get("not_a_digit")
+    return f" (the judge calls {pct(v)} of them \"not a digit\")" if v else ""
+
+
 def ratio(r: dict) -> str:
     v = r.get("frechet_ratio_to_baseline")
     return "?" if v is None else f"{v:.3g}×"
@@ -236,7 +242,7 @@ def note_3_3() -> str:
     return ("The same x_t can be a slightly noisy digit or a very noisy one; t tells the network how much noise to "
             "remove (compare right and wrong t on the page: the MSE under each image). The no-time ablation (same "
             f"budget) trains to a loss of {lt:.4f} vs {ld:.4f} yet samples at **{pct(t.get('accuracy'))}** judge "
-            f"accuracy and **{ratio(t)}** the real Fréchet distance (default {pct(d.get('accuracy'))}): a low loss "
+            f"accuracy{abstained(t)} and **{ratio(t)}** the real Fréchet distance (default {pct(d.get('accuracy'))}): a low loss "
             "is not good sampling." if lt and ld else MISSING)
 
 
