@@ -9,10 +9,9 @@ import ui  # noqa: E402
 ui.ensure_frame()
 
 st.title("Training")
-st.caption("Until a run is started, the charts show how the shipped model learned, from what it recorded while it "
-           "was trained. Start a run (the `tiny` preset learns visible digits within minutes on a CPU) to watch the "
-           "loss, the loss per noise level and the judge's accuracy move live. Training keeps going while you use "
-           "other pages.")
+st.caption("The charts show how the shipped model learned, from what it recorded while it was trained. Start a run "
+           "(the `tiny` preset learns visible digits within minutes on a CPU) to watch the loss, the loss per noise "
+           "level and the judge's accuracy move live above them. Training keeps going while you use other pages.")
 can_control = roles.is_instructor()
 if not can_control:
     st.info("You are a learner: explore the recorded history, watch a live run and compare models; starting, "

@@ -177,7 +177,7 @@ def test_missing_evidence_says_not_measured_and_a_broken_folder_shows_its_error(
     assert "training loss (recorded)" in _charts(app)       # the rest of the page is unaffected
 
 
-def test_a_run_started_in_the_session_takes_the_panels_over(app):
+def test_a_run_started_in_the_session_appears_above_the_shipped_history(app):
     _open(app)
     app.selectbox(key="training.preset").set_value("tiny")
     app.text_input(key="training.name").set_value("takeover")
@@ -189,9 +189,12 @@ def test_a_run_started_in_the_session_takes_the_panels_over(app):
     app.run()
     assert not app.exception, [e.value for e in app.exception]
     assert app.get("progress") and "takeover" in app.get("progress")[0].proto.text
-    assert not any("Recorded history" in s.value for s in app.subheader)
+    subheaders = [s.value for s in app.subheader]
+    live_at = next(i for i, v in enumerate(subheaders) if "Samples through training" in v)
+    assert any("Recorded history" in v for v in subheaders[live_at:])       # the evidence stays, below the run
     charts = _charts(app)
-    assert "training loss" in charts and "training loss (recorded)" not in charts
+    assert "training loss" in charts and "training loss (recorded)" in charts
+    assert "comparison with the run above" in _captions(app)
     live_judge = charts["judge accuracy of fixed-seed samples"]
     assert any(s["y0"] == s["y1"] == 0.1 for s in live_judge["layout"]["shapes"])       # chance drawn live too
     table = _table(app)

@@ -105,13 +105,14 @@ def live_panel() -> None:
 
 
 def panels() -> None:
-    """The run started in this server session, live; before any, the shipped model's recorded history."""
-    if resources.get_trainer().status().run_name:
+    """The run started in this server session, live, above the shipped model's recorded history (always shown:
+    the worksheet's prompts land on it, whatever was trained since the server started)."""
+    live = bool(resources.get_trainer().status().run_name)
+    if live:
         live_panel()
         s = resources.get_trainer().status()
         film(list(s.snapshots), "training.film", f"run {s.run_name}")
-    else:
-        shipped_history()
+    shipped_history(live)
 
 
 def film(snaps: list[tuple[int, np.ndarray]], key: str, label: str, judged: list[dict] | None = None,
@@ -177,8 +178,9 @@ def _loss_title(tc: TrainConfig | None) -> str:
     return "ε-MSE"
 
 
-def shipped_history() -> None:
-    """Loss, loss per noise bucket, judge accuracy over training and the film of the shipped model, as recorded."""
+def shipped_history(live: bool = False) -> None:
+    """Loss, loss per noise bucket, judge accuracy over training and the film of the shipped model, as recorded;
+    `live`: a run of this server session is shown above."""
     folder = history_dir()
     st.subheader(f"Recorded history of the shipped model `{HISTORY_MODEL}` (not a live run)")
     try:
@@ -196,9 +198,13 @@ def shipped_history() -> None:
            (f", {wall / 60:.0f} min on {meta.get('device', '?')}" if wall else "")
     every = f", a film of {snaps[0][1].shape[0]} fixed-seed samples every {snaps[1][0] - snaps[0][0]} steps" \
         if len(snaps) > 1 else ""
-    st.caption(f"No run has been started in this server session, so these charts replay what "
-               f"`checkpoints/{HISTORY_MODEL}` recorded while it was trained ({made}; its metrics.jsonl{every}). "
-               "A run started above replaces them with its live charts; the shipped models stay in the table below.")
+    if live:
+        st.caption(f"For comparison with the run above: what `checkpoints/{HISTORY_MODEL}` recorded while it was "
+                   f"trained ({made}; its metrics.jsonl{every}).")
+    else:
+        st.caption(f"No run has been started in this server session, so these charts replay what "
+                   f"`checkpoints/{HISTORY_MODEL}` recorded while it was trained ({made}; its metrics.jsonl{every}). "
+                   "A run started above appears above them, live; the shipped models stay in the table below.")
     st.markdown("**The loss, over training and per noise level (1.2, 3.1)**")
     c1, c2 = st.columns(2)
     with c1:
