@@ -164,6 +164,11 @@ def test_applications_page_runs_every_tab_and_strength_changes_the_edit(app):
         app.session_state["apps.choice"] = choice
         app.run()
         _ok(app)
+        if choice == "Limits":            # the captions count what the screen shows, not what a textbook says
+            captions = " ".join(c.value for c in app.caption)
+            judged = [m.value for m in app.markdown if m.value.startswith("judge")]
+            refused = sum(line.split("→")[0].count("not a digit") for line in judged)
+            assert f"says so for {refused} of the 4 odd inputs" in captions and "of 4 odd inputs into a" in captions
 
 
 def test_clip_page_ranks_keeps_top_k_and_inspects_a_digit(app):

@@ -174,9 +174,13 @@ def limits_tab(path: str, x: torch.Tensor, cfg: SampleConfig) -> None:
                    f"{target} the judge reads as one ({', '.join(became) or 'none'}); "
                    f"{', '.join(kept) or 'none'} did not become one. Move the strength: low strengths keep the "
                    "input (the model only nudges it), high strengths replace it with a digit of the class.")
-    st.caption("The model has only seen white-on-black digits. The judge answers 'not a digit' when an input's "
-               "features are far from every digit it was trained on (a calibrated distance threshold), instead "
-               "of naming a class with false confidence.")
+    if judge is not None:
+        refused = [name for name, img, _, _ in rows if int(predict(judge, img)[0].argmax()) == NOT_A_DIGIT]
+        st.caption("The model has only seen white-on-black digits. The judge answers 'not a digit' when an input's "
+                   "features are far from every digit it was trained on (a calibrated distance threshold). Here it "
+                   f"says so for {len(refused)} of the {len(rows)} odd inputs ({', '.join(refused) or 'none'}); "
+                   "the others are close enough to some digit in its features that it names a class, however "
+                   "wrong: a distance test catches what is far from every digit, not everything that is not one.")
 
 
 STYLE_PATH = resources.SHIPPED_ROOT / "style"
