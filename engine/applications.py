@@ -97,12 +97,13 @@ def sdedit(model, schedule: NoiseSchedule, x_input: torch.Tensor, label: int, st
     t0 = int(round(strength * (schedule.T - 1)))
     if strength == 0:
         return x_input.clone()
-    noise = initial_noise(x_input.shape, [seed + i for i in range(B)])
+    seeds = [seed + i for i in range(B)]
+    noise = ImageNoise(seeds, x_input.shape[1:], stream=2).draw()        # the noising; stream 0 is the sampler's
     x_t0 = schedule.q_sample(x_input, torch.full((B,), t0), noise)
     full = reverse_timesteps(schedule, config)
     ts = [t0] + [t for t in full if t < t0]
     labels = torch.full((B,), label, dtype=torch.long)
-    return sample(model, schedule, labels, config, seeds=[seed + 100 + i for i in range(B)], x_T=x_t0, timesteps=ts)
+    return sample(model, schedule, labels, config, seeds=seeds, x_T=x_t0, timesteps=ts)
 
 
 # -- upscaling (ILVR, Choi et al. 2021) ----------------------------------------------------------------------------

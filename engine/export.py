@@ -131,8 +131,28 @@ def speed_configs(guidance: float, interval: tuple[float, float], T: int) -> lis
             + [base.replace(sampler="ddpm", steps=s) for s in sorted({50, 250, T}) if s <= T])
 
 
+def judge_fingerprint(judge_path: str | Path | None = None) -> str:
+    """What a judge's readings depend on: its weights and its "not a digit" calibration (sha256 prefixes)."""
+    from .checkpoints import read_configs
+    from .judge import JUDGE_PATH
+
+    _, meta = read_configs(Path(judge_path or JUDGE_PATH))
+    return "+".join(f"{name}:{digest[:16]}" for name, digest in sorted(meta.get("sha256", {}).items()))
+
+
 def evidence_params(panel: str, ck=None, **extra) -> dict:
-    """The exact parameters a panel's measurement is stored under (the pages build the same)."""
+    """The exact parameters a panel's measurement is stored under (the pages build the same), including what
+    was measured: the model's weights (sha256 prefix) or, for the schedule-only forward curves, the judge, so a
+    retrained model or recalibrated judge never reads another's numbers."""
+    params = _panel_params(panel, ck, **extra)
+    if panel == "forward_recognisability":
+        params["judge"] = judge_fingerprint(extra.get("judge_path"))
+    else:
+        params["model_sha256"] = ck.sha256[:16]
+    return params
+
+
+def _panel_params(panel: str, ck=None, **extra) -> dict:
     if panel == "bucket_loss":
         return {"held_every": 2, "seed": 0}
     if panel == "forward_recognisability":
@@ -206,7 +226,7 @@ def precompute_evidence(checkpoint: str | Path, command: str, panels=MODEL_PANEL
     for panel in panels:
         if panel == "forward_recognisability":
             for kind in ("cosine", "linear"):
-                params = evidence_params(panel, schedule=kind)
+                params = evidence_params(panel, schedule=kind, judge_path=judge_path)
                 e = evidence.measure(judge_path, panel, params, lambda: compute_panel(panel, None, judge, params),
                                      command)
                 done.append((f"{panel} ({kind})", e["seconds"]))

@@ -25,7 +25,7 @@ from .schedule import NoiseSchedule
 @dataclass(frozen=True)
 class StepOutput:
     """x_prev: the state leaving the step; x0_pred: the clean-image estimate the step used (clipped if the
-    config clips); eps: the noise prediction consistent with x0_pred; terms: the update split into the named
+    config clips); eps: the noise prediction the step used (DDIM recomputes it from a clipped x0_pred; DDPM keeps the network's); terms: the update split into the named
     terms that add up to x_prev (for the Denoising page's breakdown)."""
 
     x_prev: torch.Tensor

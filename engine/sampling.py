@@ -77,12 +77,20 @@ class ImageNoise:
                  stream: int = 0) -> None:
         self.shape = tuple(shape)                            # one image: (C, H, W)
         self.device = device
-        self.generators = [torch.Generator().manual_seed(int(s) if stream == 0 else
-                                                          (int(s) * 1_000_003 + stream) % 2**63) for s in seeds]
+        self.generators = [torch.Generator().manual_seed(int(s) if stream == 0 else _stream_seed(int(s), stream))
+                           for s in seeds]
 
     def draw(self) -> torch.Tensor:
         """(B, C, H, W) standard normal: the next draw of every image's generator."""
         return torch.stack([torch.randn(self.shape, generator=g) for g in self.generators]).to(self.device)
+
+
+def _stream_seed(seed: int, stream: int) -> int:
+    """A generator seed for (image seed, stream > 0) that no other image's stream 0 or other stream shares
+    (hashed with numpy's SeedSequence, not an affine map, which would collide with some other seed)."""
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed, stream]).generate_state(2, np.uint64)[0] >> 1)
 
 
 def initial_noise(shape: Sequence[int], seeds: Sequence[int], device: torch.device | str = "cpu") -> torch.Tensor:

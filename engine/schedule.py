@@ -113,7 +113,7 @@ class NoiseSchedule:
     def predict_x0_from_eps(self, x_t: torch.Tensor, t: "int | torch.Tensor", eps: torch.Tensor) -> torch.Tensor:
         """x0_pred = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)   (Ho et al. eq. 4 solved for x0; eq. 15).
 
-        Meaningless where alpha_bar_t is tiny: at t = T-1 of the cosine schedule it divides by ~4.5e-5, so the
+        Meaningless where alpha_bar_t is tiny: at t = T-1 of the cosine schedule (T = 1000) it divides by ~5e-5, so the
         first steps' x0_pred is amplified noise (samplers clip it to [-1, 1])."""
         ab = self._ab(t, x_t)
         return (x_t - (1 - ab).sqrt() * eps) / ab.sqrt()

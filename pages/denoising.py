@@ -39,7 +39,8 @@ c[4].selectbox("sampler", samplers.names(), key=k("sampler"), format_func=str.up
                help="  \n".join(s.title for s in samplers.SAMPLERS.values()))
 c[5].number_input("steps", 1, ck.schedule_config.T, key=k("steps"))
 c[6].selectbox("ancestral noise (DDPM)", ["on", "off"], key=k("noise"),
-               help="'off' is the classic bug: the DDPM step without σ·z collapses to a blurry average")
+               help="'off' is the classic bug: the DDPM step without its σ·z noise term (compare both in the "
+                    "Samplers section below)")
 state.sync(PAGE, PARAMS)
 get = lambda name: state.get(PAGE, name)  # noqa: E731
 steps_cap = min(ck.schedule_config.T, roles.max_steps() or ck.schedule_config.T)

@@ -37,7 +37,8 @@ st.caption(f"Halfway through the chain (t = 500) the linear schedule keeps {_mid
            "informative middle noise levels (Nichol & Dhariwal 2021).")
 
 
-@st.cache_data(show_spinner="Noising 500 held-out digits at 21 levels and asking the judge (about 10 s)…")
+@st.cache_data(show_spinner="Noising 500 held-out digits at 21 levels and asking the judge (about half a minute "
+                             "on a 2-core CPU: engine precompute measured 25-32 s)…")
 def _recognisability(kind: str) -> dict:
     """The judge on noised held-out digits: the stored measurement (`engine precompute`), else measured now."""
     from engine import evidence, export

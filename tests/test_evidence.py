@@ -13,7 +13,7 @@ def test_record_then_lookup_by_exact_parameters_with_int_keys_restored(tmp_path)
     record(tmp_path, "curve", {"steps": 25, "w": 0.4}, result, 3.14159, "python -m engine precompute")
     entry = lookup(tmp_path, "curve", w=0.4, steps=25)                   # parameter order does not matter
     assert entry["result"] == result and entry["seconds"] == 3.14
-    assert entry["measured"]["command"] == "python -m engine precompute" and "CPU" in entry["measured"]["machine"]
+    assert entry["measured"]["command"] == "python -m engine precompute" and ("CPU" in entry["measured"]["machine"] or "GPU" in entry["measured"]["machine"])
     assert lookup(tmp_path, "curve", steps=10, w=0.4) is None            # other settings: not measured
     record(tmp_path, "curve", {"steps": 10, "w": 0.4}, {"x": 1}, 1.0, "c")
     assert len(read_panel(tmp_path, "curve")) == 2                       # entries accumulate
@@ -55,3 +55,26 @@ def test_shipped_evidence_stays_small():
 
     total = sum(p.stat().st_size for p in Path("checkpoints").glob("*/evidence/*.json"))
     assert 0 < total < 3 * 2**20, total
+
+
+def test_evidence_belongs_to_the_weights_and_the_judge_it_measured(tmp_path):
+    """A retrained model (other weights) or a recalibrated judge must not read the shipped numbers."""
+    import json
+    import shutil
+
+    ck = load_checkpoint("checkpoints/default")
+    params = export.evidence_params("bucket_loss", ck)
+    assert params["model_sha256"] == ck.sha256[:16] and lookup("checkpoints/default", "bucket_loss", **params)
+
+    class Retrained:
+        recommended, schedule_config, sha256 = ck.recommended, ck.schedule_config, "0" * 64
+
+    assert lookup("checkpoints/default", "bucket_loss", **export.evidence_params("bucket_loss", Retrained)) is None
+    judge = tmp_path / "judge"
+    shutil.copytree("checkpoints/judge", judge)
+    meta = json.loads((judge / "meta.json").read_text())
+    meta["sha256"]["abstention.safetensors"] = "f" * 64                       # as if calibrated again
+    (judge / "meta.json").write_text(json.dumps(meta))
+    moved = export.evidence_params("forward_recognisability", schedule="cosine", judge_path=judge)
+    assert moved != export.evidence_params("forward_recognisability", schedule="cosine")
+    assert lookup(judge, "forward_recognisability", **moved) is None

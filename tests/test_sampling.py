@@ -155,3 +155,13 @@ def test_guidance_interval_guides_only_inside_it_with_one_forward_of_b_images_ou
     assert torch.allclose(got, by_hand, atol=1e-6)
     every_step = sample(tiny_model, s, y, cfg.replace(guidance_interval=(0.0, 1.0)), seeds=[1, 2])
     assert not torch.allclose(got, every_step, atol=1e-3)
+
+
+def test_noise_streams_of_different_seeds_never_coincide():
+    """Stream k of seed s must not be stream 0 of another seed (an affine derivation, s * K + k, would make
+    seed 0's stream 1 equal seed 1's stream 0)."""
+    base = {s: ImageNoise([s], (1, 4, 4)).draw() for s in range(20)}
+    for stream in (1, 2):
+        for s in range(20):
+            other = ImageNoise([s], (1, 4, 4), stream=stream).draw()
+            assert all((other - b).abs().max() > 0.1 for b in base.values())

@@ -120,7 +120,10 @@ def context_mask_panel(ck, seed: int) -> None:
 def told_t_panel(ck, digit: int, t_true: int, t_told: int) -> None:
     x0, _ = widgets.pick_real_digit(digit, 1)
     s = NoiseSchedule(ck.schedule_config)
-    out = told_t_prediction(ck.model, s, x0, digit, min(t_true, s.T - 1), min(t_told, s.T - 1),
+    if max(t_true, t_told) > s.T - 1:
+        st.info(f"This model has T = {s.T} noise levels: t and the told t are capped at {s.T - 1} here.")
+        t_true, t_told = min(t_true, s.T - 1), min(t_told, s.T - 1)
+    out = told_t_prediction(ck.model, s, x0, digit, t_true, t_told,
                             torch.randn(x0.shape, generator=torch.Generator().manual_seed(1)))
     c1, c2, c3, c4 = st.columns(4)
     with c1:

@@ -50,14 +50,16 @@ def panel_result(ck, path: str, panel: str, params: dict, what: str, key: str) -
     if entry is not None:
         m = entry["measured"]
         return entry["result"], f"Measured by `{m['command']}` on {m['machine']} ({m['date']}, {entry['seconds']:.0f} s)."
-    landing = evidence.read_panel(path, panel)
-    est = max((e.get("seconds", 0) for e in landing.values() if isinstance(e, dict)), default=None)
-    estimate = f"about {est:.0f} s when measured for this model's landing settings" if est else "time unknown"
+    stored = [e for e in evidence.read_panel(path, panel).values() if isinstance(e, dict) and e.get("seconds")]
+    est = stored[0]["seconds"] if len(stored) == 1 else None
+    estimate = (f"it took {est:.0f} s at this model's landing settings on {stored[0]['measured']['machine']}"
+                if est else "no earlier measurement to estimate from")
     st.info(f"{what} has not been measured for these settings yet ({estimate}).")
     if not st.toggle(f"Measure it now ({estimate})", key=key):
         return None, ""
     t0 = time.perf_counter()
-    result = cached_panel(path, ck.sha256, panel, json.dumps(params, sort_keys=True))
+    with st.spinner(f"Measuring {what.lower()} ({estimate}; other learners' work may queue first)…"):
+        result = cached_panel(path, ck.sha256, panel, json.dumps(params, sort_keys=True))
     return result, f"Measured now on {resources.device_label()} in {time.perf_counter() - t0:.0f} s."
 
 
@@ -68,12 +70,13 @@ def trajectory_panel(ck, path: str, digit: int, seed: int, cfg: SampleConfig) ->
     if judge is not None:                     # say so when this seed is one of the misses, rather than hide it
         probs, _ = predict(judge, tr["final"])
         read = int(probs[0].argmax())
+        said = "not a digit" if read == NOT_A_DIGIT else f"a **{read}**"
         if read == digit:
             st.caption(f"The judge reads the final sample as a {read} ({float(probs[0, read]):.0%} confident).")
         else:
             report = resources.model_report(path)
-            st.warning(f"The judge reads this final sample as a **{read}** ({float(probs[0, read]):.0%}), not a "
-                       f"{digit}: a miss. "
+            st.warning(f"The judge reads this final sample as {said}"
+                       + ("" if read == NOT_A_DIGIT else f" ({float(probs[0, read]):.0%})") + f", not a {digit}: a miss. "
                        + (f"This model's evaluation reads {report['accuracy']:.1%} of {report['n_samples']:,} "
                           "samples right at its recommended guidance, so misses happen. "
                           if "accuracy" in report and "n_samples" in report else "")
@@ -173,8 +176,11 @@ def recognisability_sentence(curve: dict) -> str:
     if reached:
         early = min(reached, key=reached.get)
         late = max(reached, key=reached.get)
-        text += (f" x̂₀ becomes readable before x_t does; across classes from {pct(reached[early])} "
-                 f"(digit {early}) to {pct(reached[late])} (digit {late}).")
+        both = [c for c in reached if first_xt.get(c) is not None]
+        sooner = sum(reached[c] < first_xt[c] for c in both)
+        text += (f" x̂₀ is readable before x_t for {sooner} of the {len(both)} classes that reach 90 % on both; "
+                 f"across classes x̂₀ gets there from {pct(reached[early])} (digit {early}) to {pct(reached[late])} "
+                 f"(digit {late}).")
     return text
 
 
@@ -285,13 +291,13 @@ def wrong_sampler_note(right: torch.Tensor, wrong: torch.Tensor, digit: int) -> 
         name = lambda c: "not a digit" if c == NOT_A_DIGIT else str(c)                # noqa: E731
         reads = f" The judge reads the right one as **{name(p[0])}** and the wrong one as **{name(p[1])}**."
     a, b = ink(right), ink(wrong)
-    more = "more" if b > a else "less"
+    more = "more" if b > a else "less" if b < a else "as much"
     return ("The ancestral step is x_{t−1} = μ_θ(x_t, t) + σ_t·z. Dropping σ_t·z keeps only the posterior *mean* "
             f"at every step, so the chain lacks the variance it should have. Here the wrong sampler's digit has "
             f"{more} ink: **{b:.1%}** of its pixels are bright vs **{a:.1%}** for the right one.{reads} The textbook "
-            "warns of blurry averages; with a trained model and x̂₀ clipped to [−1, 1] the missing noise shows up "
-            "mostly as smoother, heavier strokes and less variety between seeds (try a few), not as a blob. "
-            "(DDIM with η = 0 is deterministic by design: its update is a different, consistent step.)")
+            "warns of blurry averages; what you see depends on the model and the number of steps, so compare the "
+            "two for a few seeds and step counts. (DDIM with η = 0 is deterministic by design: its update is a "
+            "different, consistent step.)")
 
 
 def speed_panel(ck, path: str, cfg: SampleConfig) -> None:

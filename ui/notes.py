@@ -55,13 +55,14 @@ def mflop(model: str) -> float | None:
 def landing(model: str, panel: str) -> dict | None:
     """The stored measurement of `panel` at the Denoising page's landing settings for a shipped model."""
     try:
-        config, _ = read_configs(ROOT / model)
+        config, meta = read_configs(ROOT / model)
     except CheckpointError:
         return None
 
     class _Ck:                                    # what evidence_params reads of a checkpoint
         recommended = SampleConfig.from_dict(config["recommended"])
         schedule_config = ScheduleConfig.from_dict(config["schedule"])
+        sha256 = meta.get("sha256", {}).get("weights.safetensors", "")
 
     entry = evidence.lookup(ROOT / model, panel, **export.evidence_params(panel, _Ck))
     return entry["result"] if entry else None
@@ -69,7 +70,7 @@ def landing(model: str, panel: str) -> dict | None:
 
 def forward_curve(kind: str = "cosine") -> dict | None:
     entry = evidence.lookup(ROOT / "judge", "forward_recognisability",
-                            **export.evidence_params("forward_recognisability", schedule=kind))
+                            **export.evidence_params("forward_recognisability", schedule=kind, judge_path=ROOT / "judge"))
     return entry["result"] if entry else None
 
 
@@ -106,12 +107,36 @@ def bucket_sentence(model: str = "default") -> str:
                "almost ε itself." if side == "low" else "."))
 
 
+def loss_gap(model: str, ref: str = "default") -> str:
+    """'within 5 % of' / '40 % above' / '78x below' the reference's final loss, computed."""
+    a, b = final_loss(model), final_loss(ref)
+    if a is None or b is None:
+        return "?"
+    if a < b / 2:
+        return f"{b / a:.0f}× below"
+    rel = (a - b) / b
+    return f"within {abs(rel):.0%} of" if abs(rel) < 0.1 else f"{abs(rel):.0%} {'above' if rel > 0 else 'below'}"
+
+
+def budget(model: str) -> str:
+    """'0.20 M parameters, 96,000 images' of a shipped model, from its files."""
+    try:
+        config, meta = read_configs(ROOT / model)
+        from engine.training.runs import model_size
+
+        params, _ = model_size(ModelConfig.from_dict(config["model"]))
+        return f"{params / 1e6:.2f} M parameters, {int(meta.get('images_seen', 0)):,} training images"
+    except (CheckpointError, KeyError, ValueError, TypeError):
+        return "?"
+
+
 def one_step_sentence() -> str:
     r, loss, ref = report("one-step"), final_loss("one-step"), final_loss("default")
     if not r or loss is None:
         return "A T = 1 model (`one-step` preset) is not shipped yet; train one on the Training page to see it."
-    return (f"The shipped T = 1 model (`checkpoints/one-step`) ends training at loss **{loss:.2g}** "
-            f"(the default: {ref:.2g}), yet the judge reads only **{pct(r.get('accuracy'))}** of its samples as the "
+    return (f"The shipped T = 1 model (`checkpoints/one-step`: {budget('one-step')}, against the default's "
+            f"{budget('default')}) ends training at loss **{loss:.2g}**, {loss_gap('one-step')} the default's "
+            f"({ref:.2g}), yet the judge reads only **{pct(r.get('accuracy'))}** of its samples as the "
             "digit asked for: with one step, x_1 is almost pure noise, predicting that noise is trivial (a low "
             "loss), and turning noise into a digit in one jump is not learned. A low loss is not good samples.")
 
@@ -198,7 +223,8 @@ def note_2_3() -> str:
 def note_3_1() -> str:
     t = report("ablations/no-time")
     lt, ld = final_loss("ablations/no-time"), final_loss("default")
-    nt = (f" The no-time ablation trains to a loss of {lt:.4f} (default {ld:.4f}) yet its samples reach "
+    nt = (f" The no-time ablation trains to a loss {loss_gap('ablations/no-time')} the default's ({lt:.4f} vs "
+          f"{ld:.4f}), and its samples reach "
           f"**{pct(t.get('accuracy'))}** judge accuracy and **{ratio(t)}** the real Fréchet distance."
           if lt and ld else "")
     return ("The loss is the noise-prediction error averaged over timesteps (Min-SNR weighted). Misconception: "
@@ -241,7 +267,8 @@ def note_3_3() -> str:
     lt, ld = final_loss("ablations/no-time"), final_loss("default")
     return ("The same x_t can be a slightly noisy digit or a very noisy one; t tells the network how much noise to "
             "remove (compare right and wrong t on the page: the MSE under each image). The no-time ablation (same "
-            f"budget) trains to a loss of {lt:.4f} vs {ld:.4f} yet samples at **{pct(t.get('accuracy'))}** judge "
+            f"budget) trains to a loss {loss_gap('ablations/no-time')} the default's ({lt:.4f} vs {ld:.4f}), and "
+            f"samples at **{pct(t.get('accuracy'))}** judge "
             f"accuracy{abstained(t)} and **{ratio(t)}** the real Fréchet distance (default {pct(d.get('accuracy'))}): a low loss "
             "is not good sampling." if lt and ld else MISSING)
 
@@ -270,7 +297,21 @@ def note_b2() -> str:
     return ("The runs table lists the shipped variants side by side. The `deep` variant (two residual blocks per "
             f"level, {mflop('ablations/deep') or 0:.0f} vs {mflop('default') or 0:.0f} MFLOP per image), trained with "
             f"the default's budget, reaches **{pct(p.get('accuracy'))}** judge accuracy and {ratio(p)} Fréchet "
-            f"(default {pct(d.get('accuracy'))}, {ratio(d)}): more compute per step is not better at a fixed budget.")
+            f"(default {pct(d.get('accuracy'))}, {ratio(d)})" + deep_verdict(p, d))
+
+
+def deep_verdict(p: dict, d: dict) -> str:
+    """Whether the extra compute bought better samples, as far as 1,000 samples each can say."""
+    try:
+        da = p["accuracy"] - d["accuracy"]
+        n = min(p["n_samples"], d["n_samples"])
+    except (KeyError, TypeError):
+        return "."
+    se = ((p["accuracy"] * (1 - p["accuracy"]) + d["accuracy"] * (1 - d["accuracy"])) / n) ** 0.5
+    if abs(da) <= 2 * se:
+        return (f": a difference of {100 * da:+.1f} points, within what {n:,} samples each can resolve "
+                f"(±{200 * se:.1f}); the extra compute per step bought no measurable gain at this budget.")
+    return f": {100 * da:+.1f} points, {'better' if da > 0 else 'worse'} beyond sampling noise (±{200 * se:.1f})."
 
 
 def note_b4() -> str:

@@ -81,7 +81,7 @@ PROMPTS = [
 EVIDENCE = {
     "1.1": "the same digit and noise at 0 %", "1.2": "answers \"not a digit\" for",
     "1.3": "First % of denoising at which the judge reads", "2.1": "MFLOP per image forward",
-    "2.2": "Feature maps at each level", "2.3": "about 10 % of training images", "3.3": "the network assumes",
+    "2.2": "no-skip: digits 0…9", "2.3": "about 10 % of training images", "3.3": "the network assumes",
     "5.1": "judge reads", "5.2": "took", "B4": "Measured compliance of this model",
     "3.1": "Unweighted ε-MSE of", "3.2": "The judge's reading, computed now",
     "5.3": "judge %: the share of generated digits", "B2": "judge %: the share of generated digits",

@@ -77,7 +77,8 @@ class EMA:
 def loss_weights(schedule: NoiseSchedule, t: torch.Tensor, gamma: float) -> torch.Tensor:
     """Min-SNR-gamma weights for epsilon-prediction, min(SNR, gamma) / SNR (Hang et al. 2023, eq. 10).
 
-    Down-weights the easy, low-noise timesteps, which otherwise dominate the gradient; gamma = 0 gives 1.
+    Down-weights the low-noise timesteps (high SNR), whose eps-error is the largest (metrics.loss_by_noise_level)
+    and which otherwise dominate the gradient; gamma = 0 gives 1.
     """
     if gamma <= 0:
         return torch.ones_like(t, dtype=torch.float32)
