@@ -356,7 +356,10 @@ def spread_panel(sources: list[dict], batch_df: pd.DataFrame) -> None:
         text += (f"\n\n{model['name']} vs real digits: {d['mean_a']:.3f} vs {d['mean_b']:.3f}, difference "
                  f"{fmt_diff(d, 4)} (95 % CI): generated digits score " +
                  relation(d, "**higher** than real ones", "**lower** than real ones", "about the **same** as real ones")
-                 + " — CLIPScore is caption alignment, not realism.")
+                 + (" — so CLIPScore is not a measure of realism: it scores image–caption alignment."
+                    if stats.direction(d) >= 0 else
+                    " — here real digits do score higher; CLIPScore still measures image–caption alignment, which "
+                    "tracks realism only as far as the caption describes it."))
     left, right = st.columns([3, 2], gap="medium")
     left.plotly_chart(figures.strip_by_group(names, [s["clip_score"] for s in sources], colours, hovers,
                                              "CLIPScore of every digit, by source", "CLIPScore", height=430,

@@ -336,5 +336,9 @@ def speed_panel(ck, path: str, cfg: SampleConfig) -> None:
         c2.caption("Sampling on a CPU: the shipped `fast` model (pick it in the sidebar) folds 2×2 pixel patches "
                    "into channels and has no 28×28 level: "
                    f"{resources.model_mflop(str(fast), fast_ck.sha256):.0f} MFLOP per image and step against this "
-                   f"model's {resources.model_mflop(path, ck.sha256):.0f}, at the default's quality bars. The "
+                   f"model's {resources.model_mflop(path, ck.sha256):.0f}; its evaluation reads "
+                   f"{resources.model_report(fast).get('accuracy', float('nan')):.1%} judge accuracy and "
+                   f"{resources.model_report(fast).get('frechet_ratio_to_baseline', float('nan')):.2f}× the real Fréchet "
+                   f"distance (this model: {resources.model_report(path).get('accuracy', float('nan')):.1%}, "
+                   f"{resources.model_report(path).get('frechet_ratio_to_baseline', float('nan')):.2f}×). The "
                    "Architecture page compares the two.")
