@@ -170,8 +170,9 @@ def _panel_params(panel: str, ck=None, **extra) -> dict:
     raise ValueError(f"unknown evidence panel {panel!r}")
 
 
-def compute_panel(panel: str, ck, judge, params: dict, cache=None, device=None):
-    """Measure one panel with the engine's own functions, for exactly `params` (see evidence_params)."""
+def compute_panel(panel: str, ck, judge, params: dict, cache=None, progress=None):
+    """Measure one panel with the engine's own functions, for exactly `params` (see evidence_params);
+    progress(done, total), if given, is called as the measurement goes (for a progress bar)."""
     import torch
 
     from .config import SampleConfig
@@ -187,19 +188,22 @@ def compute_panel(panel: str, ck, judge, params: dict, cache=None, device=None):
         idx = torch.arange(0, len(held), 100 // params["per_class"])
         fractions = [i / (params["levels"] - 1) for i in range(params["levels"])]
         schedule = NoiseSchedule(ScheduleConfig(kind=params["schedule"], T=1000))
-        return forward_recognisability(judge, schedule, held.images[idx], held.labels[idx], fractions)
+        return forward_recognisability(judge, schedule, held.images[idx], held.labels[idx], fractions,
+                                       progress=progress)
     schedule = NoiseSchedule(ck.schedule_config)
     if panel == "bucket_loss":
         idx = torch.arange(0, len(held), params["held_every"])
-        return loss_by_noise_level(ck.model, schedule, held.images[idx], held.labels[idx], seed=params["seed"])
+        return loss_by_noise_level(ck.model, schedule, held.images[idx], held.labels[idx], seed=params["seed"],
+                                   progress=progress)
     if panel == "reverse_recognisability":
         return reverse_recognisability(ck.model, schedule, judge, SampleConfig(**params["config"]),
-                                       per_class=params["per_class"])
+                                       per_class=params["per_class"], progress=progress)
     if panel == "guidance_grid":
-        return guidance_grid(ck, judge, SampleConfig(**params["config"]), params["weights"], params["seeds"], cache)
+        return guidance_grid(ck, judge, SampleConfig(**params["config"]), params["weights"], params["seeds"], cache,
+                             progress=progress)
     if panel == "sampler_speed":
         configs = speed_configs(params["guidance"], tuple(params["interval"]), ck.schedule_config.T)
-        return sampling_figures(ck, judge, configs, per_class=params["per_class"])
+        return sampling_figures(ck, judge, configs, per_class=params["per_class"], progress=progress)
     if panel == "class_samples":
         from .sampling import class_labels, sample, to_uint8
 

@@ -137,8 +137,9 @@ def quality_report(judge: Judge, samples: torch.Tensor, labels: torch.Tensor, tr
 
 @torch.inference_mode()
 def forward_recognisability(judge: Judge, schedule, images: torch.Tensor, labels: torch.Tensor,
-                            fractions: list[float], seed: int = 0) -> dict:
+                            fractions: list[float], seed: int = 0, progress=None) -> dict:
     """Judge accuracy and true-class confidence on real digits noised to each fraction of T, per class.
+    progress(done, total), if given, is called after each noise level.
 
     Returns {"fraction": [...], "accuracy": {class: [...]}, "confidence": {class: [...]}, "overall": [...]}.
     """
@@ -148,7 +149,9 @@ def forward_recognisability(judge: Judge, schedule, images: torch.Tensor, labels
     for c in classes:
         out["accuracy"][int(c)] = []
         out["confidence"][int(c)] = []
-    for f in fractions:
+    for k, f in enumerate(fractions):
+        if progress is not None and k:
+            progress(k, len(fractions))
         t = min(schedule.T - 1, int(round(f * (schedule.T - 1))))
         noise = torch.randn(images.shape, generator=g)
         x_t = images if f == 0 else schedule.q_sample(images, torch.full((images.shape[0],), t), noise)
@@ -165,8 +168,10 @@ def forward_recognisability(judge: Judge, schedule, images: torch.Tensor, labels
 
 
 @torch.inference_mode()
-def reverse_recognisability(model, schedule, judge: Judge, config, per_class: int = 10, seed: int = 0) -> dict:
+def reverse_recognisability(model, schedule, judge: Judge, config, per_class: int = 10, seed: int = 0,
+                            progress=None) -> dict:
     """Judge accuracy / confidence on x_t and on x0_pred at every reverse step, per class (worksheet 1.3).
+    progress(done, total), if given, is called after each sampling step.
 
     per_class seeds for each of the 10 classes; returns fraction of denoising done (0 = pure noise, 1 = final)
     and per-class curves for "x_t" and "x0_pred".
@@ -178,7 +183,11 @@ def reverse_recognisability(model, schedule, judge: Judge, config, per_class: in
     out = {"done": [], "x_t": {"accuracy": {c: [] for c in range(10)}, "overall": [], "not_a_digit": []},
            "x0_pred": {"accuracy": {c: [] for c in range(10)}, "overall": [], "not_a_digit": []},
            "x0_confidence": {c: [] for c in range(10)}}
-    steps = list(sample_progressive(model, schedule, labels, config, seeds=seeds))
+    steps = []
+    for st in sample_progressive(model, schedule, labels, config, seeds=seeds):
+        steps.append(st)
+        if progress is not None:
+            progress(len(steps), config.steps)
     n = len(steps)
     for i, st in enumerate(steps):
         out["done"].append(round((i + 1) / n, 4))
@@ -198,7 +207,7 @@ def reverse_recognisability(model, schedule, judge: Judge, config, per_class: in
 
 @torch.inference_mode()
 def loss_by_noise_level(model, schedule, images: torch.Tensor, labels: torch.Tensor, buckets: int = 10,
-                        seed: int = 0, batch: int = 250) -> dict:
+                        seed: int = 0, batch: int = 250, progress=None) -> dict:
     """The unweighted noise-prediction error ||eps - eps_hat||^2 (per pixel) of a trained model on real digits,
     per bucket of noise level t/T: every image is noised once per bucket, at a t drawn uniformly inside it.
 
@@ -223,6 +232,8 @@ def loss_by_noise_level(model, schedule, images: torch.Tensor, labels: torch.Ten
             pred = model(x_t.to(device), t.to(device), y.to(device)).cpu()
             total += float(((pred - eps) ** 2).mean(dim=(1, 2, 3)).sum())
         out["mse"].append(round(total / len(images), 5))
+        if progress is not None:
+            progress(len(out["mse"]), buckets)
     return out
 
 
@@ -240,7 +251,7 @@ def synchronize(device: str | torch.device) -> None:
         torch.mps.synchronize()
 
 
-def sampling_figures(checkpoint, judge: Judge | None, configs: list, per_class: int) -> list[dict]:
+def sampling_figures(checkpoint, judge: Judge | None, configs: list, per_class: int, progress=None) -> list[dict]:
     """Seconds and judge accuracy for `per_class` guided digits per class under each sampler config.
 
     checkpoint: a loaded checkpoints.Checkpoint (its model runs on its own device); configs: SampleConfigs, timed
@@ -255,7 +266,11 @@ def sampling_figures(checkpoint, judge: Judge | None, configs: list, per_class: 
     schedule = NoiseSchedule(checkpoint.schedule_config)
     out = []
     device = next(checkpoint.model.parameters()).device
+    total, done = sum(c.steps for c in configs), 0
     for cfg in configs:
+        if progress is not None:
+            progress(done, total)                   # weighted by steps: DDPM-1000 is most of the wait
+        done += cfg.steps
         synchronize(device)
         t0 = time.perf_counter()
         x = sample(checkpoint.model, schedule, labels, cfg)
@@ -270,7 +285,8 @@ def sampling_figures(checkpoint, judge: Judge | None, configs: list, per_class: 
     return out
 
 
-def guidance_grid(checkpoint, judge: Judge | None, config, weights: list[float], seeds: int, cache=None) -> dict:
+def guidance_grid(checkpoint, judge: Judge | None, config, weights: list[float], seeds: int, cache=None,
+                  progress=None) -> dict:
     """The class x guidance-weight grid: `seeds` digits of each class at each weight w (seeds 0..).
 
     Returns {"weights": [...], "images": uint8 (W, 10, 28, 28) as nested lists, the first seed of each cell,
@@ -281,7 +297,9 @@ def guidance_grid(checkpoint, judge: Judge | None, config, weights: list[float],
 
     labels = class_labels(seeds)
     images, acc, conf = [], [], []
-    for w in weights:
+    for k, w in enumerate(weights):
+        if progress is not None:
+            progress(k, len(weights))
         x = sample_cached(checkpoint, labels, config.replace(guidance=w), cache=cache)
         images.append(to_uint8(x[::seeds]).tolist())
         if judge is not None:

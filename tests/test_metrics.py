@@ -125,7 +125,10 @@ def test_loss_by_noise_level_buckets_and_the_eps_prediction_direction():
             return x
 
     _, held = load("mnist-5k")
-    out = loss_by_noise_level(EchoModel(), NoiseSchedule(ScheduleConfig()), held.images[:50], held.labels[:50])
+    calls = []
+    out = loss_by_noise_level(EchoModel(), NoiseSchedule(ScheduleConfig()), held.images[:50], held.labels[:50],
+                              progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(k, 10) for k in range(1, 11)]                      # one tick per bucket, for the progress bar
     assert out["n_images"] == 50 and out["buckets"][0] == [0.0, 0.1] and out["buckets"][-1][1] == 1.0
     assert len(out["mse"]) == 10 and out["mse"][0] > 0.3 and out["mse"][-1] < 0.01
     assert all(a >= b for a, b in zip(out["mse"], out["mse"][1:]))
@@ -142,7 +145,10 @@ def test_reverse_recognisability_ends_where_sampling_ends(tiny_model):
 
     judge, schedule = load_judge(), NoiseSchedule(ScheduleConfig(T=50))
     cfg = SampleConfig(steps=5, guidance=1.0)
-    curve = reverse_recognisability(tiny_model, schedule, judge, cfg, per_class=2)
+    ticks = []
+    curve = reverse_recognisability(tiny_model, schedule, judge, cfg, per_class=2,
+                                    progress=lambda done, total: ticks.append((done, total)))
+    assert ticks == [(k, 5) for k in range(1, 6)]
     assert curve["done"] == [0.2, 0.4, 0.6, 0.8, 1.0]
     labels = class_labels(2)
     x = sample(tiny_model, schedule, labels, cfg, seeds=list(range(20)))

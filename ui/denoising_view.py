@@ -30,15 +30,28 @@ def cached_trajectory(path: str, sha: str, digit: int, seed: int, cfg: dict) -> 
             "final": tr["final"], "seconds": time.perf_counter() - t0}
 
 
-@st.cache_data(max_entries=8, show_spinner=False)
-@roles.heavy
-def cached_panel(path: str, sha: str, panel: str, params_json: str) -> dict:
-    """A Denoising panel measured now, with the same code and parameters as `engine precompute` uses."""
+@st.cache_resource
+def _measured() -> dict:
+    """Panels measured on request in this server, shared by all sessions: {(path, sha, panel, params): result}.
+    (Not st.cache_data: the measurement drives a progress bar on the page, which a cached function may not.)"""
+    return {}
+
+
+def cached_panel(path: str, sha: str, panel: str, params_json: str, progress=None) -> dict:
+    """A Denoising panel measured now, with the same code and parameters as `engine precompute` uses; measured
+    once per server and settings, queued behind the heavy-work slots like every other long computation."""
     import json
 
-    ck = resources.load_model(path)
-    return export.compute_panel(panel, ck, resources.get_judge(), json.loads(params_json),
-                                cache=resources.get_sample_cache())
+    store, key = _measured(), (path, sha, panel, params_json)
+    if key not in store:
+        with roles.heavy_slot():
+            ck = resources.load_model(path)
+            result = export.compute_panel(panel, ck, resources.get_judge(), json.loads(params_json),
+                                          cache=resources.get_sample_cache(), progress=progress)
+        while len(store) >= 16:                           # keep the last 16 measurements
+            store.pop(next(iter(store)))
+        store[key] = result
+    return store[key]
 
 
 def panel_result(ck, path: str, panel: str, params: dict, what: str, key: str) -> tuple[dict | None, str]:
@@ -58,8 +71,14 @@ def panel_result(ck, path: str, panel: str, params: dict, what: str, key: str) -
     if not st.toggle(f"Measure it now ({estimate})", key=key):
         return None, ""
     t0 = time.perf_counter()
-    with st.spinner(f"Measuring {what.lower()} ({estimate}; other learners' work may queue first)…"):
-        result = cached_panel(path, ck.sha256, panel, json.dumps(params, sort_keys=True))
+    label = f"Measuring {what[0].lower() + what[1:]} ({estimate}; other learners' work may queue first)"
+    bar = st.progress(0.0, text=label)
+
+    def progress(done: int, total: int) -> None:
+        bar.progress(min(done / max(total, 1), 1.0), text=f"{label}: {done} of {total}, {time.perf_counter() - t0:.0f} s")
+
+    result = cached_panel(path, ck.sha256, panel, json.dumps(params, sort_keys=True), progress)
+    bar.empty()
     return result, f"Measured now on {resources.device_label()} in {time.perf_counter() - t0:.0f} s."
 
 
