@@ -118,8 +118,9 @@ def landing_denoising_config(recommended, T: int):
 
 
 def grid_config(config):
-    """The guidance grid samples DDIM with at most 10 steps (40 digits x 4 weights stay quick)."""
-    return config.replace(sampler="ddim", steps=min(10, config.steps), eta=0.0)
+    """The guidance grid samples DDIM with at most 10 steps; its rows set the weight, so the page's own weight
+    is not part of what it measured (stored as 0)."""
+    return config.replace(sampler="ddim", steps=min(10, config.steps), eta=0.0, guidance=0.0)
 
 
 def speed_configs(guidance: float, interval: tuple[float, float], T: int) -> list:

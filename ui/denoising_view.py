@@ -67,8 +67,8 @@ def panel_result(ck, path: str, panel: str, params: dict, what: str, key: str) -
     est = stored[0]["seconds"] if len(stored) == 1 else None
     estimate = (f"it took {est:.0f} s at this model's landing settings on {stored[0]['measured']['machine']}"
                 if est else "no earlier measurement to estimate from")
-    st.info(f"{what} has not been measured for these settings yet ({estimate}).")
     if not st.toggle(f"Measure it now ({estimate})", key=key):
+        st.info(f"{what} has not been measured for these settings yet.")
         return None, ""
     t0 = time.perf_counter()
     label = f"Measuring {what[0].lower() + what[1:]} ({estimate}; other learners' work may queue first)"

@@ -114,7 +114,7 @@ def heatmap(z: np.ndarray, x_title: str, y_title: str, title: str, x=None, y=Non
     accuracy) for a sequential one; `text_format` (e.g. ".0%") prints each cell's value on it."""
     kw = dict(colorscale="Viridis", zmin=zrange[0], zmax=zrange[1]) if zrange else dict(colorscale="RdBu", zmid=0)
     if text_format:
-        kw.update(texttemplate=f"%{{z:{text_format}}}", textfont=dict(size=12))
+        kw.update(texttemplate=f"%{{z:{text_format}}}", textfont=dict(size=9))
     fig = go.Figure(go.Heatmap(z=z, x=x, y=y, **kw))
     if x is not None and all(isinstance(v, str) for v in x):
         fig.update_xaxes(type="category")
