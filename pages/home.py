@@ -22,7 +22,9 @@ with c1.container(border=True):
     st.page_link("pages/architecture.py", label="Architecture: inside the U-Net", icon=":material/account_tree:")
 with c2.container(border=True):
     st.markdown("**2 · Experiment**")
-    st.page_link("pages/training.py", label="Training, live", icon=":material/model_training:")
+    st.page_link("pages/training.py", label="Training: the recorded run, and live runs", icon=":material/model_training:")
+    st.page_link("pages/clip_evaluation.py", label="CLIP evaluation: what CLIP scores reward", icon=":material/image_search:")
+    st.page_link("pages/applications.py", label="Applications: inpaint, edit, upscale", icon=":material/build:")
 with c3.container(border=True):
     st.markdown("**3 · Answer**")
     st.page_link("pages/worksheet.py", label="Worksheet with 'Show me' links", icon=":material/assignment:")
