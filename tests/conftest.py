@@ -40,3 +40,19 @@ def trained_like(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
         for p in model.parameters():
             p.copy_(0.1 * torch.randn(p.shape, generator=g))
     return model.eval()
+
+
+@pytest.fixture(scope="session")
+def scorer():
+    """The shipped digit-CLIP (the CLIP tests share one load)."""
+    from engine.clip_eval import load_digit_clip
+
+    return load_digit_clip()
+
+
+@pytest.fixture(scope="session")
+def held():
+    """The 1,000 held-out digits of mnist-5k."""
+    from engine.data import load
+
+    return load("mnist-5k")[1]

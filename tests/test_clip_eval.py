@@ -17,21 +17,10 @@ from engine.checkpoints import CheckpointError
 from engine.clip_eval import (CLIP_PATH, CLIPSCORE_W, ClipUnavailable, compare_techniques,
                               load_digit_clip, load_pretrained, rank_report, spearman, top_k_per_class)
 from engine.config import SampleConfig
-from engine.data import load
 from engine.judge import load_judge, predict
 from engine.schedule import NoiseSchedule
 
 from .conftest import TINY_SCHEDULE
-
-
-@pytest.fixture(scope="module")
-def scorer():
-    return load_digit_clip()
-
-
-@pytest.fixture(scope="module")
-def held():
-    return load("mnist-5k")[1]
 
 
 def test_importing_clip_eval_changes_no_environment_and_imports_no_open_clip():

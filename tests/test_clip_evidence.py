@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from engine import clip_evidence as cev
-from engine.clip_eval import CLIP_PATH, load_digit_clip
+from engine.clip_eval import CLIP_PATH
 from engine.config import SampleConfig
 from engine.data import load
 from engine.judge import load_judge, predict
@@ -14,16 +14,6 @@ from engine.schedule import NoiseSchedule
 from .conftest import TINY_SCHEDULE
 
 SHIPPED = CLIP_PATH.parent / "default"
-
-
-@pytest.fixture(scope="module")
-def scorer():
-    return load_digit_clip()
-
-
-@pytest.fixture(scope="module")
-def held():
-    return load("mnist-5k")[1]
 
 
 def test_tiles_round_trip_and_refuse_other_shapes():
