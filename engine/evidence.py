@@ -34,6 +34,8 @@ def _restore_int_keys(obj: Any) -> Any:
         return {(int(k) if isinstance(k, str) and k.lstrip("-").isdigit() else k): _restore_int_keys(v)
                 for k, v in obj.items()}
     if isinstance(obj, list):
+        if not obj or not isinstance(obj[0], (dict, list)):     # a list of numbers (a curve, a row of pixels)
+            return obj
         return [_restore_int_keys(v) for v in obj]
     return obj
 

@@ -93,20 +93,6 @@ def bucket_figure(buckets: list[float | None]) -> go.Figure:
     return _layout(fig, "loss per timestep bucket", 300)
 
 
-def judge_history_figure(history: list[tuple[int, float, dict]]) -> go.Figure:
-    fig = go.Figure()
-    if history:
-        steps = [h[0] for h in history]
-        for c in range(10):
-            ys = [h[2].get(str(c), h[2].get(c)) for h in history]
-            fig.add_trace(go.Scatter(x=steps, y=ys, mode="lines", name=str(c), line=dict(color=DIGIT_COLOURS[c], width=1)))
-        fig.add_trace(go.Scatter(x=steps, y=[h[1] for h in history], mode="lines+markers", name="all",
-                                 line=dict(color="black", width=3)))
-    fig.update_xaxes(title="step")
-    fig.update_yaxes(title="judge accuracy", range=[0, 1.02])
-    return _layout(fig, "judge accuracy of fixed-seed samples", 300, uirevision="judge")
-
-
 def heatmap(z: np.ndarray, x_title: str, y_title: str, title: str, x=None, y=None,
             zrange: tuple[float, float] | None = None, text_format: str | None = None,
             top_down: bool = False) -> go.Figure:
@@ -127,13 +113,6 @@ def heatmap(z: np.ndarray, x_title: str, y_title: str, title: str, x=None, y=Non
     return _layout(fig, title, 320)
 
 
-def bar_table(names: list[str], values: list[float], title: str, y_title: str) -> go.Figure:
-    fig = go.Figure(go.Bar(x=names, y=values))
-    fig.update_yaxes(title=y_title)
-    return _layout(fig, title, 300)
-
-
-# -- the Training page's recorded history and model comparison (a shipped model's own training, before anyone trains)
 def recorded_loss_figure(steps: list[int], loss: list[float], smooth_steps: list[int], smoothed: list[float],
                          k: int, y_title: str) -> go.Figure:
     """Logged losses (raw, faint) and their running mean of k points, on a log y axis."""

@@ -18,6 +18,7 @@ from engine import evidence, export
 from engine.checkpoints import CheckpointError, read_configs
 from engine.config import ModelConfig, SampleConfig, ScheduleConfig
 from engine.schedule import NoiseSchedule
+from engine.training import runs
 
 ROOT = Path(__file__).resolve().parent.parent / "checkpoints"
 MISSING = "_(not measured yet: run `python -m engine precompute` for the shipped models)_"
@@ -26,28 +27,18 @@ MISSING = "_(not measured yet: run `python -m engine precompute` for the shipped
 # -- reading the shipped files ---------------------------------------------------------------------------------
 def report(model: str) -> dict:
     """A shipped model's report.json ({} if missing or unreadable)."""
-    try:
-        return json.loads((ROOT / model / "report.json").read_text())
-    except (OSError, ValueError):
-        return {}
+    return runs.read_report(ROOT / model)
 
 
-def final_loss(model: str, last: int = 10) -> float | None:
-    """Mean of the last `last` logged training losses (metrics.jsonl), as the runs table shows it."""
-    try:
-        rows = [json.loads(line) for line in (ROOT / model / "metrics.jsonl").read_text().splitlines() if line]
-    except (OSError, ValueError):
-        return None
-    losses = [r["loss"] for r in rows if "loss" in r][-last:]
-    return sum(losses) / len(losses) if losses else None
+def final_loss(model: str) -> float | None:
+    """Mean of the last 10 logged training losses, as the runs table computes it (unrounded here)."""
+    return runs.final_loss(runs.read_metrics(ROOT / model / runs.METRICS), ndigits=None)
 
 
 def mflop(model: str) -> float | None:
     try:
         config, _ = read_configs(ROOT / model)
-        from engine.training.runs import model_size
-
-        return model_size(ModelConfig.from_dict(config["model"]))[1]
+        return runs.model_size(ModelConfig.from_dict(config["model"]))[1]
     except (CheckpointError, KeyError, ValueError, TypeError):
         return None
 
@@ -122,9 +113,7 @@ def budget(model: str) -> str:
     """'0.20 M parameters, 96,000 images' of a shipped model, from its files."""
     try:
         config, meta = read_configs(ROOT / model)
-        from engine.training.runs import model_size
-
-        params, _ = model_size(ModelConfig.from_dict(config["model"]))
+        params, _ = runs.model_size(ModelConfig.from_dict(config["model"]))
         return f"{params / 1e6:.2f} M parameters, {int(meta.get('images_seen', 0)):,} training images"
     except (CheckpointError, KeyError, ValueError, TypeError):
         return "?"
@@ -234,20 +223,10 @@ def note_3_1() -> str:
 
 @lru_cache(maxsize=4)
 def snapshot_accuracy(model: str = "default") -> list[tuple[int, float]]:
-    """(step, judge accuracy) of the fixed-seed snapshots a run saved (20 digits each: 2 per class, 0..9)."""
-    import numpy as np
-    import torch
+    """(step, judge accuracy) of the fixed-seed snapshots a run saved, read as the Training page reads them."""
+    from engine.judge import load_judge
 
-    from engine.judge import load_judge, predict
-
-    judge = load_judge()
-    out = []
-    for f in sorted((ROOT / model / "snapshots").glob("step-*.npy")):
-        imgs = np.load(f, allow_pickle=False)
-        x = torch.from_numpy(imgs.astype(np.float32) / 127.5 - 1)[:, None]
-        labels = torch.arange(10).repeat_interleave(len(imgs) // 10)
-        out.append((int(f.stem.split("-")[1]), float((predict(judge, x)[0].argmax(1) == labels).float().mean())))
-    return out
+    return [(j["step"], j["accuracy"]) for j in runs.judge_snapshots(load_judge(), runs.load_snapshots(ROOT / model))]
 
 
 def note_3_2() -> str:

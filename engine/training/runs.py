@@ -76,10 +76,14 @@ def read_report(folder: str | Path) -> dict:
     return report if isinstance(report, dict) else {}
 
 
-def final_loss(metrics: list[dict], last: int = 10) -> float | None:
-    """Mean of the last `last` logged losses (one logged loss is one batch's: the mean evens out the noise)."""
+def final_loss(metrics: list[dict], last: int = 10, ndigits: int | None = 4) -> float | None:
+    """Mean of the last `last` logged losses (one logged loss is one batch's: the mean evens out the noise),
+    rounded to `ndigits` (None: unrounded, for ratios of small losses)."""
     losses = [r["loss"] for r in metrics if isinstance(r.get("loss"), (int, float))]
-    return round(sum(losses[-last:]) / len(losses[-last:]), 4) if losses else None
+    if not losses:
+        return None
+    mean = sum(losses[-last:]) / len(losses[-last:])
+    return mean if ndigits is None else round(mean, ndigits)
 
 
 def _model_row(folder: Path, name: str, source: str) -> dict:
