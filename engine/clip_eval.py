@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import budget
 from . import checkpoints as ck
 from .data import DIGIT_NAMES
 
@@ -89,6 +90,7 @@ class Scorer:
         feats = []
         with torch.inference_mode():
             for i in range(0, x.shape[0], batch):
+                budget.check()
                 feats.append(self.model.encode_image(self._prep(x[i:i + batch]), normalize=True))
         return torch.cat(feats) if feats else torch.empty(0, 1)
 

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from scipy import linalg
 
+from . import budget
 from .judge import NOT_A_DIGIT, Judge, predict
 
 
@@ -229,6 +230,7 @@ def loss_by_noise_level(model, schedule, images: torch.Tensor, labels: torch.Ten
             t = torch.randint(first, last + 1, (len(x0),), generator=g)
             eps = torch.randn(x0.shape, generator=g)
             x_t = schedule.q_sample(x0, t, eps)
+            budget.check()
             pred = model(x_t.to(device), t.to(device), y.to(device)).cpu()
             total += float(((pred - eps) ** 2).mean(dim=(1, 2, 3)).sum())
         out["mse"].append(round(total / len(images), 5))

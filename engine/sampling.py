@@ -18,6 +18,7 @@ from typing import Callable, Iterator, Sequence
 
 import torch
 
+from . import budget
 from .config import SampleConfig
 from .samplers import get as get_sampler
 from .schedule import NoiseSchedule
@@ -46,6 +47,7 @@ class SamplerStep:
 def guided_eps(model: torch.nn.Module, x_t: torch.Tensor, t: int, labels: torch.Tensor, guidance: float,
                style: torch.Tensor | None = None) -> torch.Tensor:
     """Noise prediction with classifier-free guidance; one forward of 2B images when guidance > 0."""
+    budget.check()                                           # a learner's request stops when its time is spent
     B = x_t.shape[0]
     tt = torch.full((B,), t, dtype=torch.long, device=x_t.device)
     cfg = model.cfg                                          # every denoiser here carries its ModelConfig

@@ -1,7 +1,7 @@
 """Applications: worksheet 5.1 and 5.2 — inpainting, editing, upscaling, interpolation, and the limits."""
 import streamlit as st
 
-from ui import applications_view as view, resources, widgets
+from ui import applications_view as view, compute, resources, widgets
 
 import ui  # noqa: E402
 
@@ -18,7 +18,7 @@ with left:
     w = st.slider("guidance w", 0.0, 6.0, float(ck.recommended.guidance), 0.1, key="apps.w")
 cfg = ck.recommended.replace(sampler="ddim", steps=min(int(steps), ck.schedule_config.T), guidance=float(w))
 
-with right:
+with right, compute.stop_if_refused():
     choice = st.segmented_control("Application", ["Inpainting", "Editing (SDEdit)", "Upscaling", "Interpolation",
                                                   "Style (B4)", "Limits"], default="Inpainting", key="apps.choice")
     if choice == "Inpainting":

@@ -13,7 +13,7 @@ from engine.config import SampleConfig
 from engine.judge import NOT_A_DIGIT, predict
 from engine.schedule import NoiseSchedule
 
-from . import resources, roles, widgets
+from . import compute, resources, widgets
 
 MAX_STEPS = 100            # server-side cap on what one learner's click may cost
 
@@ -46,8 +46,7 @@ def _ctx(path: str):
     return ck, NoiseSchedule(ck.schedule_config)
 
 
-@st.cache_data(max_entries=64, show_spinner="Running the model…")
-@roles.heavy
+@compute.heavy(64, "Running the model")
 def _apply(path: str, sha: str, name: str, x: np.ndarray | None, cfg: dict, **params) -> tuple[np.ndarray, float]:
     """One application run, cached per (model, input, settings): reruns of the page cost nothing.
     Returns ((B, 1, 28, 28) float32 in [-1, 1], seconds)."""
@@ -188,8 +187,7 @@ THICKNESS = (1.8, 2.6, 3.4)
 SLANT = (-15.0, 5.0, 25.0)
 
 
-@st.cache_data(max_entries=16, show_spinner="Sampling the thickness × slant grid…")
-@roles.heavy
+@compute.heavy(16, "Sampling the thickness × slant grid")
 def _style_grid(path: str, sha: str, digit: int, seed: int, cfg: dict) -> tuple[np.ndarray, np.ndarray]:
     from engine.style import measure, sample_styles
 

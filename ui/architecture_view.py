@@ -14,7 +14,7 @@ from engine.unet import count_parameters
 
 from pathlib import Path
 
-from . import figures, resources, roles, widgets
+from . import compute, figures, resources, widgets
 
 
 @st.cache_data(max_entries=16)
@@ -156,8 +156,7 @@ def told_t_sentence(out: dict, t_true: int, t_told: int) -> str:
 ABLATIONS = resources.SHIPPED_ROOT / "ablations"
 
 
-@st.cache_data(max_entries=8, show_spinner="Sampling one digit per class from each ablation…")
-@roles.heavy
+@compute.heavy(8, "Sampling one digit per class from each ablation")
 def _ablation_samples(path: str, sha: str) -> np.ndarray:
     """One digit per class: stored by `engine precompute` for shipped models, else sampled now."""
     from engine import evidence, export

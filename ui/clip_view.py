@@ -24,7 +24,7 @@ from engine.judge import NOT_A_DIGIT
 from engine.sampling import class_labels, sample_cached, to_uint8
 from engine.schedule import NoiseSchedule
 
-from . import figures, resources, roles, widgets
+from . import compute, figures, resources, widgets
 from .notes_clip import fmt_diff, fmt_rho, judge_reading, paired_diff, relation
 
 PER_CLASS = cev.RANK_PER_CLASS
@@ -110,8 +110,7 @@ def _images(path: str, sha: str, config_json: str) -> np.ndarray:
     return to_uint8(x).numpy()
 
 
-@st.cache_data(max_entries=16, show_spinner=False)
-@roles.heavy
+@compute.heavy(16, "Sampling 100 digits and scoring them with CLIP")
 def _compute_ranking(path: str, sha: str, config_json: str, kind: str) -> tuple[dict, np.ndarray]:
     scorer, _ = get_scorer(kind)
     result, x = cev.ranked_batch(resources.load_model(path), scorer, resources.get_judge(), _cfg(config_json),
@@ -129,7 +128,8 @@ def ranking(ck, config: SampleConfig, kind: str, cid: str) -> dict:
         with st.spinner("Drawing the 100 digits (a sample-cache hit for the shipped settings)…"):
             images = _images(str(ck.path), ck.sha256, cj)
     else:
-        with st.spinner(estimate(ck.path, "clip_ranking", "Generating 10 digits per class and scoring them")):
+        with st.spinner(estimate(ck.path, "clip_ranking", "Generating 10 digits per class and scoring them")), \
+                compute.stop_if_refused():
             result, images = _compute_ranking(str(ck.path), ck.sha256, cj, kind)
     df = pd.DataFrame(result["records"])
     df["index"] = range(len(df))
@@ -137,8 +137,7 @@ def ranking(ck, config: SampleConfig, kind: str, cid: str) -> dict:
             "measured": None if e is None else e}
 
 
-@st.cache_data(max_entries=4, show_spinner=False)
-@roles.heavy
+@compute.heavy(4, "Scoring the 1,000 held-out digits with CLIP")
 def _compute_real(kind: str) -> dict:
     scorer, _ = get_scorer(kind)
     _, held = resources.get_data()
@@ -152,12 +151,12 @@ def real_table(model_dir: Path, kind: str, cid: str) -> pd.DataFrame:
         e = evidence.lookup(d, "clip_real", **cev.real_params(cid))
         if e is not None:
             return pd.DataFrame(e["result"])
-    with st.spinner(estimate(model_dir, "clip_real", "Scoring the 1,000 held-out real digits")):
+    with st.spinner(estimate(model_dir, "clip_real", "Scoring the 1,000 held-out real digits")), \
+            compute.stop_if_refused():
         return pd.DataFrame(_compute_real(kind))
 
 
-@st.cache_data(max_entries=2, show_spinner=False)
-@roles.heavy
+@compute.heavy(2, "Sampling every source and scoring it")
 def _compute_spread(path: str, sha: str, config_json: str, kind: str) -> list[dict]:
     scorer, _ = get_scorer(kind)
     _, held = resources.get_data()
@@ -166,16 +165,14 @@ def _compute_spread(path: str, sha: str, config_json: str, kind: str) -> list[di
     return cev.score_sources(scorer, resources.get_judge(), sources)
 
 
-@st.cache_data(max_entries=4, show_spinner=False)
-@roles.heavy
+@compute.heavy(4, "Sampling the guidance sweep")
 def _compute_sweep(path: str, sha: str, config_json: str, kind: str, weights: tuple) -> list[dict]:
     scorer, _ = get_scorer(kind)
     return cev.guidance_sweep(resources.load_model(path), scorer, resources.get_judge(), _cfg(config_json), weights,
                              cache=resources.get_sample_cache())
 
 
-@st.cache_data(max_entries=4, show_spinner=False)
-@roles.heavy
+@compute.heavy(4, "Comparing the four techniques")
 def _compute_techniques(path: str, sha: str, config_json: str, kind: str, scale: float) -> list[dict]:
     ck = resources.load_model(path)
     scorer, _ = get_scorer(kind)
@@ -185,24 +182,40 @@ def _compute_techniques(path: str, sha: str, config_json: str, kind: str, scale:
                                  seed=cfg.seed, per_sample=True)
 
 
-def _stored_or_on_request(ck, panel: str, params: dict, toggle_label: str, toggle_key: str, what: str, compute):
-    """The stored result for exactly these settings, or (after the learner asks, via a toggle) computed now with
-    a spinner quoting the recorded time; None until asked."""
+def _stored_or_on_request(ck, panel: str, params: dict, toggle_label: str, toggle_key: str, what: str, fn, *args):
+    """The stored result for exactly these settings (from `engine precompute`, or computed by anyone in this
+    server since), or, after the learner asks via a toggle, `fn(*args)` computed now through the shared queue,
+    with a spinner quoting the recorded time; None until asked. A learner is not offered a computation whose
+    recorded time is beyond their budget (ui.compute): the instructor's run of it is shown to everyone."""
     e = evidence.lookup(ck.path, panel, **params) if ck.sha256 else None
     if e is not None:
         return e["result"]
+    done = fn.peek(*args)
+    if done is not None:
+        if toggle_key in st.session_state:          # the toggle is not drawn: keep its state for other settings
+            st.session_state[toggle_key] = st.session_state[toggle_key]
+        return done
     r = _recorded(Path(ck.path), panel)
     cost = f" (about {r['seconds']:.0f} s, measured for `{r['model']}` on a {r['machine']})" if r else ""
+    allowed = compute.limits().seconds
+    if allowed is not None and r is not None and r["seconds"] > allowed:
+        st.caption(f"Not measured for these settings yet: the shipped evidence covers the model's recommended "
+                   f"guidance, seed 0 and digit-CLIP. Measuring them takes about {r['seconds']:.0f} s (for "
+                   f"`{r['model']}` on a {r['machine']}), more than the {allowed:.0f} s one learner request may use "
+                   "on the shared laptop: the instructor can run it, and the result is then shown to everyone.")
+        return None
     if not st.toggle(toggle_label + cost, key=toggle_key):
         st.caption("Not measured for these settings yet: the shipped evidence covers the model's recommended "
                    "guidance, seed 0 and digit-CLIP.")
         return None
     with st.spinner(estimate(ck.path, panel, what)):
         try:
-            return compute()
+            return fn(*args)
         except CheckpointError as e:
             st.error(f"Cannot measure this: {e}")
-            return None
+        except compute.Refused as e:
+            st.warning(str(e))
+        return None
 
 
 def spread(ck, config, kind, cid):
@@ -210,7 +223,7 @@ def spread(ck, config, kind, cid):
     return _stored_or_on_request(ck, "clip_spread", cev.spread_params(ck.sha256, config, cid),
                                  "Measure the spread for these settings", "clip.spread_on",
                                  "Sampling every source and scoring it",
-                                 lambda: _compute_spread(str(ck.path), ck.sha256, cj, kind))
+                                 _compute_spread, str(ck.path), ck.sha256, cj, kind)
 
 
 def sweep(ck, config, kind, cid):
@@ -219,7 +232,7 @@ def sweep(ck, config, kind, cid):
     return _stored_or_on_request(ck, "clip_sweep", params, "Measure CLIPScore vs guidance weight",
                                  "clip.sweep_on", f"Sampling the same 100 seeds at w = "
                                  f"{', '.join(f'{w:g}' for w in params['guidance'])}",
-                                 lambda: _compute_sweep(str(ck.path), ck.sha256, cj, kind, tuple(params["guidance"])))
+                                 _compute_sweep, str(ck.path), ck.sha256, cj, kind, tuple(params["guidance"]))
 
 
 def techniques(ck, config, kind, cid, scale: float):
@@ -227,7 +240,7 @@ def techniques(ck, config, kind, cid, scale: float):
     return _stored_or_on_request(ck, "clip_techniques", cev.technique_params(ck.sha256, config, cid, scale),
                                  "Run the comparison (plain vs best-of-4 vs rejection vs CLIP guidance)",
                                  "clip.compare", "Comparing plain, best-of-4, rejection and CLIP-guided sampling",
-                                 lambda: _compute_techniques(str(ck.path), ck.sha256, cj, kind, float(scale)))
+                                 _compute_techniques, str(ck.path), ck.sha256, cj, kind, float(scale))
 
 
 # -- the ranked batch: every score on its tile, a click inspects -----------------------------------------------------

@@ -14,12 +14,11 @@ from engine.metrics import first_recognised, memorisation
 from engine.sampling import guided_eps, trajectory
 from engine.schedule import NoiseSchedule
 
-from . import figures, resources, roles, widgets
+from . import compute, figures, resources, widgets
 
 
 
-@st.cache_data(max_entries=32, show_spinner="Denoising…")
-@roles.heavy
+@compute.heavy(32, "Denoising")
 def cached_trajectory(path: str, sha: str, digit: int, seed: int, cfg: dict) -> dict:
     ck = resources.load_model(path)
     t0 = time.perf_counter()
@@ -31,40 +30,64 @@ def cached_trajectory(path: str, sha: str, digit: int, seed: int, cfg: dict) -> 
 
 
 @st.cache_resource
-def _measured() -> dict:
+def _measured() -> compute.ResultStore:
     """Panels measured on request in this server, shared by all sessions: {(path, sha, panel, params): result}.
-    (Not st.cache_data: the measurement drives a progress bar on the page, which a cached function may not.)"""
-    return {}
+    (Not compute.heavy: the measurement drives a progress bar on the page.)"""
+    return compute.ResultStore(16)
 
 
 def cached_panel(path: str, sha: str, panel: str, params_json: str, progress=None) -> dict:
     """A Denoising panel measured now, with the same code and parameters as `engine precompute` uses; measured
-    once per server and settings, queued behind the heavy-work slots like every other long computation."""
+    once per server and settings, through the shared queue and the learner's budget (see ui.compute)."""
     import json
 
     store, key = _measured(), (path, sha, panel, params_json)
-    if key not in store:
-        with roles.heavy_slot():
-            ck = resources.load_model(path)
-            result = export.compute_panel(panel, ck, resources.get_judge(), json.loads(params_json),
-                                          cache=resources.get_sample_cache(), progress=progress)
-        while len(store) >= 16:                           # keep the last 16 measurements
-            store.pop(next(iter(store)))
-        store[key] = result
-    return store[key]
+
+    def work():
+        ck = resources.load_model(path)
+        result = export.compute_panel(panel, ck, resources.get_judge(), json.loads(params_json),
+                                      cache=resources.get_sample_cache(), progress=progress)
+        store.put(key, result)
+        return result
+
+    hit = store.get(key)
+    return hit if hit is not compute.ResultStore._MISSING else compute.run_limited(work, compute.limits())
+
+
+def _settings_diff(stored: dict, wanted: dict, prefix: str = "") -> list[str]:
+    """'name stored (yours: wanted)' for each setting that differs between two parameter dicts (nested)."""
+    out = []
+    for k in sorted(set(stored) | set(wanted)):
+        a, b = stored.get(k), wanted.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _settings_diff(a, b, f"{k}.")
+        elif a != b and k not in ("model_sha256", "judge"):
+            out.append(f"{k} = {a} (yours: {b})")
+    return out
 
 
 def panel_result(ck, path: str, panel: str, params: dict, what: str, key: str) -> tuple[dict | None, str]:
     """(result, provenance) of a heavy panel: the stored measurement if `engine precompute` made one with these
-    parameters, else measured on request (a button saying how long it will take), else (None, "")."""
+    parameters, or one measured in this server since; else measured on request (a toggle saying how long it
+    will take). A learner whose request would outlast their budget sees the stored measurement at other
+    settings instead, labelled as such; (None, "") when there is nothing to show."""
     import json
 
     entry = evidence.lookup(path, panel, **params)
     if entry is not None:
         m = entry["measured"]
         return entry["result"], f"Measured by `{m['command']}` on {m['machine']} ({m['date']}, {entry['seconds']:.0f} s)."
+    params_json = json.dumps(params, sort_keys=True)
+    done = _measured().get((path, ck.sha256, panel, params_json))
+    if done is not compute.ResultStore._MISSING:
+        if key in st.session_state:                 # the toggle is not drawn: keep its state for other settings
+            st.session_state[key] = st.session_state[key]
+        return done, "Measured on request in this session of the dashboard (it is kept for everyone)."
     stored = [e for e in evidence.read_panel(path, panel).values() if isinstance(e, dict) and e.get("seconds")]
     est = stored[0]["seconds"] if len(stored) == 1 else None
+    lim = compute.limits()
+    if lim.seconds is not None and est is not None and est > lim.seconds:
+        return _stored_instead(stored[0], params, what, est, lim.seconds)
     estimate = (f"it took {est:.0f} s at this model's landing settings on {stored[0]['measured']['machine']}"
                 if est else "no earlier measurement to estimate from")
     if not st.toggle(f"Measure it now ({estimate})", key=key):
@@ -77,13 +100,34 @@ def panel_result(ck, path: str, panel: str, params: dict, what: str, key: str) -
     def progress(done: int, total: int) -> None:
         bar.progress(min(done / max(total, 1), 1.0), text=f"{label}: {done} of {total}, {time.perf_counter() - t0:.0f} s")
 
-    result = cached_panel(path, ck.sha256, panel, json.dumps(params, sort_keys=True), progress)
+    try:
+        result = cached_panel(path, ck.sha256, panel, params_json, progress)
+    except compute.Refused as e:
+        bar.empty()
+        st.warning(str(e))
+        return (_stored_instead(stored[0], params, what, est, lim.seconds, warn=False) if len(stored) == 1
+                else (None, ""))
     bar.empty()
     return result, f"Measured now on {resources.device_label()} in {time.perf_counter() - t0:.0f} s."
 
 
+def _stored_instead(entry: dict, params: dict, what: str, est: float, allowed: float,
+                    warn: bool = True) -> tuple[dict, str]:
+    """The stored measurement at other settings, for a learner who may not measure theirs, with what differs."""
+    diff = _settings_diff(entry.get("params", {}), params)
+    if warn:
+        st.info(f"{what} for your settings takes about {est:.0f} s to measure (at this model's landing settings), "
+                f"more than the {allowed:.0f} s one learner request may use on the shared laptop. Shown instead: "
+                f"the stored measurement at {', '.join(diff) or 'other settings'}. The instructor can measure "
+                "yours; it is then shown to everyone.")
+    m = entry["measured"]
+    return entry["result"], (f"Stored measurement at other settings ({', '.join(diff) or 'see above'}), by "
+                             f"`{m['command']}` on {m['machine']} ({m['date']}, {entry['seconds']:.0f} s).")
+
+
 def trajectory_panel(ck, path: str, digit: int, seed: int, cfg: SampleConfig) -> torch.Tensor:
-    tr = cached_trajectory(path, ck.sha256, digit, seed, cfg.to_dict())
+    with compute.stop_if_refused():
+        tr = cached_trajectory(path, ck.sha256, digit, seed, cfg.to_dict())
     _scrubber(tr, cfg, seed, ck.schedule_config.T)
     judge = resources.get_judge()
     if judge is not None:                     # say so when this seed is one of the misses, rather than hide it
@@ -288,15 +332,21 @@ def sampler_panel(ck, path: str, cfg: SampleConfig, digit: int, seed: int) -> No
     """Right vs wrong ancestral sampler side by side, and steps vs time vs judge accuracy per sampler."""
     # two more samplings per seed: on request, so a new seed costs one trajectory, not three (30 learners, 2 cores)
     if st.toggle("Compare the right and the wrong DDPM step for this digit and seed", key="denoising.wrong"):
-        right = cached_trajectory(path, ck.sha256, digit, seed, cfg.replace(sampler="ddpm", add_noise=True).to_dict())
-        wrong = cached_trajectory(path, ck.sha256, digit, seed, cfg.replace(sampler="ddpm", add_noise=False).to_dict())
-        c1, c2, c3 = st.columns([1, 1, 2])
-        with c1:
-            widgets.show(right["x0"][-1], caption="DDPM with σ·z (right)", scale=5)
-        with c2:
-            widgets.show(wrong["x0"][-1], caption="DDPM without σ·z (wrong)", scale=5)
-        with c3:
-            st.markdown(wrong_sampler_note(right["final"], wrong["final"], digit))
+        try:
+            right = cached_trajectory(path, ck.sha256, digit, seed,
+                                      cfg.replace(sampler="ddpm", add_noise=True).to_dict())
+            wrong = cached_trajectory(path, ck.sha256, digit, seed,
+                                      cfg.replace(sampler="ddpm", add_noise=False).to_dict())
+        except compute.Refused as e:
+            st.warning(str(e))
+        else:
+            c1, c2, c3 = st.columns([1, 1, 2])
+            with c1:
+                widgets.show(right["x0"][-1], caption="DDPM with σ·z (right)", scale=5)
+            with c2:
+                widgets.show(wrong["x0"][-1], caption="DDPM without σ·z (wrong)", scale=5)
+            with c3:
+                st.markdown(wrong_sampler_note(right["final"], wrong["final"], digit))
     speed_panel(ck, path, cfg)
 
 
