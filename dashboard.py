@@ -1,6 +1,7 @@
 """Diffusion Lab — streamlit run dashboard.py
 
-The frame around every page: page config, navigation, and the sidebar (model picker, device, role).
+The frame around every page: page config, navigation, and the sidebar (model picker, device, role). A page's
+uncaught error is logged in full on the server and shown to the learner as one line without paths (ui/errors).
 """
 import os
 
@@ -10,7 +11,7 @@ import streamlit as st  # noqa: E402
 
 st.set_page_config(page_title="Diffusion Lab", page_icon=":material/blur_on:", layout="wide")
 
-from ui import resources, roles, widgets  # noqa: E402
+from ui import errors, resources, roles, widgets  # noqa: E402
 
 PAGES = {
     "Diffusion Lab": [
@@ -41,4 +42,4 @@ with st.sidebar:
     roles.sidebar()
 
 st.session_state["app.framed"] = True
-page.run()
+errors.run_page(page.run)

@@ -3,6 +3,7 @@
 import streamlit as st
 
 from ui import resources
+from ui.errors import without_paths
 
 import ui  # noqa: E402
 
@@ -34,11 +35,11 @@ if path:
     try:
         ck = resources.load_model(path)
         m = resources.model_report(path)
-        st.caption(f"Loaded model: `{path}` — step {ck.step}, recommended sampler {ck.recommended.sampler.upper()}-"
+        st.caption(f"Loaded model: `{without_paths(path)}` — step {ck.step}, recommended sampler {ck.recommended.sampler.upper()}-"
                    f"{ck.recommended.steps} with guidance w = {ck.recommended.guidance}"
                    + ("" if ck.recommended.guidance_interval == (0.0, 1.0) else
                       " for t/T in [{:g}, {:g}]".format(*ck.recommended.guidance_interval))
                    + (f"; measured judge accuracy {m['accuracy']:.1%} on {m.get('n_samples')} samples, Fréchet "
                       f"distance {m['frechet_ratio_to_baseline']}× the real-vs-real baseline" if "accuracy" in m else ""))
     except Exception as e:  # a corrupt model must not break the landing page
-        st.error(f"The selected model cannot be loaded: {e}")
+        st.error(f"The selected model cannot be loaded: {without_paths(str(e))}")

@@ -131,6 +131,7 @@ def test_classroom_learner_is_locked_out_until_the_passcode(classroom_server, br
     expect(page.get_by_text("Wrong passcode.")).to_be_visible(timeout=30_000)
     expect(start).to_be_disabled(timeout=30_000)
     page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]", timeout=60_000)
+    page.wait_for_timeout(2_100)               # a wrong guess makes the next one wait 2 s (ui.roles.PasscodeGuard)
     page.get_by_label("Instructor passcode").fill("open-sesame")
     page.get_by_role("button", name="Unlock").click()
     expect(page.get_by_text("Role: instructor")).to_be_visible(timeout=30_000)

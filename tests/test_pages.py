@@ -82,6 +82,17 @@ def test_shared_link_restores_the_view_and_bad_values_are_ignored(app):
     assert app.number_input(key="forward.digit").value == 3          # default, the bad value was ignored
 
 
+def test_bad_link_values_are_shown_as_typed_not_as_markdown(app):
+    app.run()
+    app.query_params["digit"] = "![x](http://evil.example/x.png)"
+    app.query_params["noise"] = "[click](http://evil.example)"
+    app.switch_page("pages/forward_process.py").run()
+    _ok(app)
+    toasts = sorted(t.value for t in app.toast)
+    assert toasts == ["ignored link value digit=`![x](http://evil.exa…`: must be a whole number",
+                      "ignored link value noise=`[click](http://evil.…`: must be a whole number"]
+
+
 def test_denoising_page_renders_trajectory_and_changes_with_digit(app):
     app.run()
     app.switch_page("pages/denoising.py").run()

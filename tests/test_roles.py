@@ -7,7 +7,7 @@ from hypothesis import given, strategies as st_
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from ui.roles import check_passcode
+from ui.roles import PasscodeGuard, check_passcode
 from ui.state import Param, float_in, int_in, one_of, parse_params
 
 APP = os.path.join(os.path.dirname(__file__), "..", "dashboard.py")
@@ -16,6 +16,102 @@ APP = os.path.join(os.path.dirname(__file__), "..", "dashboard.py")
 def test_passcode_comparison():
     assert check_passcode("s3cret", "s3cret")
     assert not check_passcode("s3cre", "s3cret") and not check_passcode("", "") and not check_passcode("x", None)
+
+
+def test_passcode_comparison_sees_fixed_length_digests_only(monkeypatch):
+    import ui.roles as roles
+
+    seen = []
+    monkeypatch.setattr(roles.hmac, "compare_digest", lambda a, b: seen.append((len(a), len(b))) or a == b)
+    assert check_passcode("x" * 500, "s3cret") is False and check_passcode("s3cret", "s3cret") is True
+    assert seen == [(32, 32), (32, 32)]              # the guess's length never reaches the comparison
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def guard():
+    clock = Clock()
+    return PasscodeGuard(clock), clock
+
+
+def test_a_fast_second_guess_is_refused_unchecked_and_waits_grow(guard):
+    g, clock = guard
+    assert g.attempt("a", "wrong", "pw") == (False, "Wrong passcode. The next try is checked in 2 s at the earliest.")
+    ok, msg = g.attempt("a", "pw", "pw")             # the right passcode, too soon: not even compared
+    assert not ok and "not checked" in msg and msg.endswith("Try again in 2 s.")
+    assert g.attempt("b", "pw", "pw")[0]             # another session is not slowed by this one
+    waits = []
+    for _ in range(6):                               # wrong guesses 2..7, each after the previous wait
+        clock.now += 1000
+        waits.append(int(g.attempt("a", "wrong", "pw")[1].split("in ")[1].split(" s")[0]))
+    assert waits == [2, 4, 8, 16, 32, 64]
+    clock.now += 1000
+    assert g.attempt("a", "pw", "pw") == (True, "Unlocked.")
+    assert g.attempt("a", "wrong", "pw")[1].endswith("2 s at the earliest.")       # success starts afresh
+
+
+def test_ten_wrong_guesses_lock_the_session_for_15_minutes(guard):
+    g, clock = guard
+    for _ in range(9):
+        g.attempt("a", "wrong", "pw")
+        clock.now += 300
+    assert g.attempt("a", "wrong", "pw")[1] == "Wrong passcode, 10 times: this session is locked for 15 min."
+    clock.now += 14 * 60
+    ok, msg = g.attempt("a", "pw", "pw")
+    assert not ok and "10 wrong passcodes locked this session. Try again in 60 s." in msg
+    clock.now += 61
+    assert g.attempt("a", "pw", "pw")[0]
+
+
+def test_fifty_wrong_guesses_across_sessions_pause_every_unlock(guard):
+    g, clock = guard
+    for i in range(49):                               # a crafted client: a new session for every guess
+        assert g.attempt(f"s{i}", "wrong", "pw")[0] is False
+        clock.now += 10
+    assert "paused for 5 min" in g.attempt("s49", "wrong", "pw")[1]
+    ok, msg = g.attempt("instructor", "pw", "pw")     # even the right passcode from a fresh session waits
+    assert not ok and "paused for everyone for 5 min" in msg and "restart the server" in msg
+    assert "pw" not in msg.replace("passcode", "")
+    clock.now += 5 * 60 + 1
+    assert g.attempt("instructor", "pw", "pw")[0]
+
+
+def test_old_wrong_guesses_leave_the_server_wide_window(guard):
+    g, clock = guard
+    for i in range(60):                               # 60 wrong guesses, but one every 15 s: 40 per 10 minutes
+        assert "paused" not in g.attempt(f"s{i}", "wrong", "pw")[1]
+        clock.now += 15
+    assert g.attempt("instructor", "pw", "pw")[0]
+
+
+def _sidebar_app():
+    from ui import roles
+
+    roles.sidebar()
+
+
+def test_the_sidebar_refuses_a_fast_second_guess(monkeypatch):
+    import ui.roles as roles
+
+    monkeypatch.setenv("DIFFUSION_LAB_CLASSROOM", "1")
+    monkeypatch.setenv("DIFFUSION_LAB_PASSCODE", "open-sesame")
+    monkeypatch.setattr(roles, "GUARD", PasscodeGuard())
+    at = AppTest.from_function(_sidebar_app, default_timeout=30).run()
+    at.text_input(key="app.unlock.passcode").input("wrong")
+    at.button(key="app.unlock.submit").click().run()
+    assert [e.value for e in at.error] == ["Wrong passcode. The next try is checked in 2 s at the earliest."]
+    at.text_input(key="app.unlock.passcode").input("open-sesame")
+    at.button(key="app.unlock.submit").click().run()
+    assert not at.exception and "Try again in 2 s" in at.error[0].value
+    assert any("Role: **learner**" in c.value for c in at.caption)
+    assert "open-sesame" not in str([e.value for e in at.error])
 
 
 @pytest.fixture

@@ -199,3 +199,17 @@ def test_a_run_started_in_the_session_appears_above_the_shipped_history(app):
     assert any(s["y0"] == s["y1"] == 0.1 for s in live_judge["layout"]["shapes"])       # chance drawn live too
     table = _table(app)
     assert "run: takeover" in set(table["model"]) and "default" in set(table["model"])
+
+
+def test_the_form_refuses_a_model_over_the_size_cap_before_starting(app):
+    import ui.resources as res
+
+    _open(app)
+    app.selectbox(key="training.preset").set_value("tiny")
+    next(n for n in app.number_input if n.label.startswith("Width")).set_value(512)
+    next(n for n in app.number_input if n.label.startswith("Depth")).set_value(8)
+    app.button[0].click().run()
+    assert not app.exception
+    (refusal,) = [e.value for e in app.error]
+    assert "946.7 M parameters; the limit here is 20 M" in refusal and "Lower the width or the depth" in refusal
+    assert res.get_trainer().status().state == "idle" and not res.get_trainer().status().run_name

@@ -1,5 +1,6 @@
 """Uploads: every unusable file gets a clear reason; usable ones become a centred 28x28 white-on-black digit."""
 import io
+import os
 
 import numpy as np
 import pytest
@@ -71,3 +72,113 @@ def test_model_report_reads_the_evaluate_report_and_tolerates_none_or_corrupt(tm
     assert model_report(tmp_path) == {}
     (tmp_path / "report.json").write_text('{"accuracy": 0.994, "n_samples": 1000}')
     assert model_report(str(tmp_path)) == {"accuracy": 0.994, "n_samples": 1000}
+
+
+# -- hardening: an image file cannot take the server's memory or CPU ---------------------------------------------------
+@pytest.fixture(scope="module")
+def bomb_png() -> bytes:
+    """6300x6300 fully transparent RGBA: ~150-180 KB on disk, 159 MB decoded, 1.3 GB as the float64 copy it got."""
+    return _png(Image.new("RGBA", (6300, 6300), (0, 0, 0, 0)))
+
+
+def test_a_huge_image_is_refused_from_its_header_quickly(bomb_png, monkeypatch):
+    import time
+
+    def no_decoding(self, *a, **k):
+        raise AssertionError("decoded an image that the header already shows is over the budget")
+
+    monkeypatch.setattr(Image.Image, "load", no_decoding)
+    t0 = time.perf_counter()
+    with pytest.raises(BadImage, match=r"6300x6300 pixels \(39.7 MP\); the limit is 16 MP"):
+        image_to_digit(bomb_png)
+    assert time.perf_counter() - t0 < 1.0 and len(bomb_png) < MAX_UPLOAD_BYTES
+
+
+def test_a_phone_photo_sized_jpeg_is_accepted():
+    from PIL import ImageDraw
+
+    photo = Image.new("RGB", (4000, 3000), (235, 230, 220))              # 12 MP, dark ink on paper
+    ImageDraw.Draw(photo).line([(1200, 700), (2800, 700), (1700, 2400)], fill=(30, 30, 40), width=220)
+    d = image_to_digit(_png(photo, "JPEG", quality=90))
+    assert d.shape == (28, 28) and d.dtype == np.uint8 and d[0].max() < 60 and d.max() > 200
+
+
+def test_a_large_transparent_png_is_reduced_before_any_float_copy(tmp_path):
+    """Peak memory (ru_maxrss, in a fresh process: it sees PIL's C allocations, tracemalloc does not) of turning a
+    12 MP RGBA PNG into a digit stays far below one float64 copy of it (384 MB)."""
+    import subprocess
+    import sys
+
+    code = """if True:
+        import gc, io, resource
+        from PIL import Image, ImageDraw
+        from ui.widgets import image_to_digit
+        img = Image.new("RGBA", (4000, 3000), (0, 0, 0, 0))
+        ImageDraw.Draw(img).line([(1000, 600), (3000, 600), (1800, 2600)], fill=(0, 0, 0, 255), width=250)
+        buf = io.BytesIO(); img.save(buf, "PNG"); data = buf.getvalue(); del img, buf; gc.collect()
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        d = image_to_digit(data)
+        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        print(d.shape, (after - before) // 1024)
+    """
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert out.returncode == 0, out.stderr[-2000:]
+    shape, grown_mb = out.stdout.rsplit(")", 1)
+    assert shape + ")" == "(28, 28)" and int(grown_mb) < 120, out.stdout
+
+
+def test_each_distinct_file_is_decoded_once_and_refusals_are_remembered(bomb_png, monkeypatch):
+    import ui.widgets as w
+
+    calls = []
+    real = w.image_to_digit
+    monkeypatch.setattr(w, "image_to_digit", lambda data, *a: calls.append(len(data)) or real(data, *a))
+    monkeypatch.setattr(w, "_DIGITS", type(w._DIGITS)())
+    seven = _png(_drawn_seven())
+    first = w.cached_digit(seven)
+    first[:] = 0                                                        # a copy: the cached digit is unchanged
+    assert w.cached_digit(seven).max() > 200
+    for _ in range(2):
+        with pytest.raises(BadImage, match="39.7 MP"):
+            w.cached_digit(bomb_png)
+    assert len(calls) == 2
+    for i in range(w.DIGIT_CACHE_ENTRIES + 5):                          # bounded: the oldest entries go
+        with pytest.raises(BadImage):
+            w.cached_digit(b"not an image %d" % i)
+    assert len(w._DIGITS) == w.DIGIT_CACHE_ENTRIES
+
+
+def test_the_canvas_bounds_what_a_client_sends(bomb_png, monkeypatch):
+    import base64
+
+    from ui import canvas
+    from ui.widgets import png_to_mask
+
+    drawing = _png(_drawn_seven("RGB", size=280, ink=255, paper=0))
+    assert canvas.png_from_data_url(canvas.PREFIX + base64.b64encode(drawing).decode()) == drawing
+    assert canvas.png_from_data_url(None) is None and canvas.png_from_data_url("data:text/html,<b>") is None
+    bomb_url = canvas.PREFIX + base64.b64encode(bomb_png).decode()
+    with pytest.raises(BadImage, match="6300x6300 pixels .* the limit is 1 MP"):
+        canvas.png_from_data_url(bomb_url)
+    with pytest.raises(BadImage, match="6300x6300 pixels .* the limit is 1 MP"):
+        png_to_mask(bomb_png)
+    with pytest.raises(BadImage, match="not base64"):
+        canvas.png_from_data_url(canvas.PREFIX + "@@@@")
+    monkeypatch.setattr(canvas.base64, "b64decode", lambda *a, **k: pytest.fail("decoded an over-long data URL"))
+    with pytest.raises(BadImage, match="characters; a drawing is at most"):
+        canvas.png_from_data_url(canvas.PREFIX + "A" * canvas.MAX_DATA_URL)
+
+
+def test_upload_names_and_link_values_cannot_become_markdown():
+    from ui.state import Param, escape_md, int_in, parse_params
+
+    for hostile in ("![x](http://evil.example/x.png)", "[click](http://evil.example)"):
+        shown = escape_md(hostile)
+        assert shown == f"`{hostile}`"                                   # one code span: shown exactly as typed
+        _, notes = parse_params({"t": hostile}, [Param("t", 0, int_in(0, 9))])
+        assert notes == [f"ignored link value t={escape_md(hostile, 20)}: must be a whole number"]
+        assert notes[0].count("`") == 2 and "evil" not in notes[0].split("`")[0] + notes[0].split("`")[2]
+    assert escape_md("a`b\n\nc") == "`a'b  c`"                           # cannot close the span or the paragraph
+    assert escape_md(":material/home: $x$ <img src=x>") == "`:material/home: $x$ <img src=x>`"
+    assert escape_md("") == "(empty)" and escape_md("x" * 50, 10) == "`" + "x" * 10 + "…`"

@@ -42,19 +42,39 @@ export default function(component) {
 }
 """
 
+MAX_DATA_URL = 1_000_000     # characters; the 280x280 canvas's PNG is ~10-60 KB, the worst case ~420 KB in base64
+PREFIX = "data:image/png;base64,"
+
 _component = None
+
+
+def png_from_data_url(url: object) -> bytes | None:
+    """The PNG inside a canvas data URL, or None when there is none. The browser can send anything here: the
+    length is bounded before base64 is decoded, and the image must pass the canvas's pixel budget (BadImage)."""
+    from .widgets import CANVAS_MAX_PIXELS, BadImage, open_budgeted
+
+    if not isinstance(url, str) or not url.startswith(PREFIX):
+        return None
+    if len(url) > MAX_DATA_URL:
+        raise BadImage(f"the canvas sent {len(url):,} characters; a drawing is at most {MAX_DATA_URL:,}")
+    try:
+        png = base64.b64decode(url[len(PREFIX):], validate=True)
+    except ValueError:
+        raise BadImage("the canvas sent data that is not base64") from None
+    open_budgeted(png, CANVAS_MAX_PIXELS)       # the header check and a small decode; raises BadImage
+    return png
 
 
 def draw_digit(key: str) -> bytes | None:
     """Show the canvas; returns the drawing as PNG bytes once something has been drawn, else None."""
+    from .widgets import BadImage
+
     global _component
     if _component is None:
         _component = st.components.v2.component("diffusion_lab_canvas", html=HTML, css=CSS, js=JS)
     result = _component(key=key, on_image_change=lambda: None)
-    url = getattr(result, "image", None)
-    if not url or not isinstance(url, str) or not url.startswith("data:image/png;base64,"):
-        return None
     try:
-        return base64.b64decode(url.split(",", 1)[1], validate=True)
-    except ValueError:
+        return png_from_data_url(getattr(result, "image", None))
+    except BadImage as e:
+        st.warning(f"The drawing cannot be used: {e}. Clear the canvas and draw again.")
         return None

@@ -131,5 +131,7 @@ def require_model():
     try:
         return path, load_model(path)
     except CheckpointError as e:
-        st.error(f"Cannot load this model: {e}")
+        from .errors import without_paths
+
+        st.error(f"Cannot load this model: {without_paths(str(e))}")
         st.stop()

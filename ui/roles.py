@@ -2,22 +2,27 @@
 
 Default (`make run`): bound to 127.0.0.1, the single local user is the instructor.
 Classroom (`make classroom`, DIFFUSION_LAB_CLASSROOM=1): bound to the LAN; every session starts as a learner
-and becomes instructor only with the passcode from DIFFUSION_LAB_PASSCODE (never stored in the repo),
-compared in constant time. The UI disables instructor actions for learners, and the actions themselves
-check the role again before calling the Trainer, so a crafted request cannot bypass the buttons.
+and becomes instructor only with the passcode from DIFFUSION_LAB_PASSCODE (never stored in the repo, never
+logged or echoed), compared in constant time; guesses are throttled per session and across the server
+(PasscodeGuard), since a crafted client can open many sessions. The UI disables instructor actions for
+learners, and the actions themselves check the role again before calling the Trainer, so a crafted request
+cannot bypass the buttons.
 """
 from __future__ import annotations
 
+import hashlib
 import hmac
 import os
 import threading
-from contextlib import contextmanager
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable
 
 import streamlit as st
 
 ROLE_KEY = "app.role"
 LEARNER_MAX_STEPS = 250          # server-side cap on sampling steps a learner may request per call
-HEAVY_SLOTS = threading.BoundedSemaphore(int(os.environ.get("DIFFUSION_LAB_WORKERS", "2")))
 
 
 def classroom_mode() -> bool:
@@ -25,10 +30,101 @@ def classroom_mode() -> bool:
 
 
 def check_passcode(given: str, expected: str | None) -> bool:
-    """Constant-time comparison; an unset or empty expected passcode never matches."""
+    """Constant-time comparison of fixed-length digests (so neither content nor length leaks through timing);
+    an unset or empty expected passcode never matches."""
     if not expected:
         return False
-    return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+    digest = lambda text: hashlib.sha256(text.encode("utf-8")).digest()  # noqa: E731
+    return hmac.compare_digest(digest(given), digest(expected))
+
+
+@dataclass
+class _Tries:
+    failures: int = 0
+    next_at: float = 0.0           # clock time before which this session's guesses are not even checked
+    last: float = 0.0
+
+
+class PasscodeGuard:
+    """Throttles passcode guesses, per session and across the whole server (thread-safe; one per process).
+
+    Per session: after the k-th wrong guess the next one is refused unchecked for 2**max(1, k-1) s (2, 2, 4, 8 …);
+    SESSION_LOCKOUT wrong guesses lock the session for SESSION_LOCK_S. Across the server (a crafted client opens
+    many sessions): GLOBAL_LIMIT wrong guesses within GLOBAL_WINDOW_S pause every unlock for GLOBAL_PAUSE_S.
+    Nothing sleeps: early guesses get a refusal that says when to try again. `clock` is injectable for tests.
+    """
+    SESSION_LOCKOUT, SESSION_LOCK_S = 10, 15 * 60
+    GLOBAL_LIMIT, GLOBAL_WINDOW_S, GLOBAL_PAUSE_S = 50, 10 * 60, 5 * 60
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._sessions: dict[str, _Tries] = {}
+        self._failures: deque[float] = deque()       # times of recent wrong guesses, server-wide
+        self._paused_until = 0.0
+
+    def attempt(self, session: str, given: str, expected: str | None) -> tuple[bool, str]:
+        """(unlocked?, message for the learner). Refused guesses are not compared with the passcode."""
+        with self._lock:
+            now = self._clock()
+            tries = self._sessions.get(session, _Tries())     # stored only once it has failed
+            refusal = self._refusal(tries, now)
+            if refusal:
+                return False, refusal
+            if check_passcode(given, expected):
+                self._sessions.pop(session, None)
+                return True, "Unlocked."
+            self._sessions[session] = tries
+            return False, self._fail(tries, now)
+
+    def _refusal(self, tries: _Tries, now: float) -> str:
+        if now < self._paused_until:
+            return (f"Unlocking is paused for everyone for {_span(self._paused_until - now)}: this server saw "
+                    f"{self.GLOBAL_LIMIT} wrong passcodes within {self.GLOBAL_WINDOW_S // 60} minutes. The instructor "
+                    "can wait, or restart the server to clear the pause.")
+        if now < tries.next_at:
+            locked = tries.failures >= self.SESSION_LOCKOUT
+            why = (f"Not checked: {tries.failures} wrong passcodes locked this session" if locked
+                   else "Too soon, not checked: each wrong passcode makes the next try wait longer")
+            return f"{why}. Try again in {_span(tries.next_at - now)}."
+        return ""
+
+    def _fail(self, tries: _Tries, now: float) -> str:
+        tries.failures += 1
+        tries.last = now
+        if tries.failures >= self.SESSION_LOCKOUT:
+            tries.next_at = now + self.SESSION_LOCK_S
+            msg = f"Wrong passcode, {tries.failures} times: this session is locked for {_span(self.SESSION_LOCK_S)}."
+        else:
+            delay = 2 ** max(1, tries.failures - 1)
+            tries.next_at = now + delay
+            msg = f"Wrong passcode. The next try is checked in {_span(delay)} at the earliest."
+        self._failures.append(now)
+        while self._failures and self._failures[0] <= now - self.GLOBAL_WINDOW_S:
+            self._failures.popleft()
+        if len(self._failures) >= self.GLOBAL_LIMIT:
+            self._paused_until = now + self.GLOBAL_PAUSE_S
+            self._failures.clear()
+            msg += f" Too many wrong passcodes on this server: unlocking is paused for {_span(self.GLOBAL_PAUSE_S)}."
+        # sessions quiet for a lockout's length start afresh (and the table stays small: failures are rare)
+        for k in [k for k, t in self._sessions.items() if t.next_at <= now and t.last < now - self.SESSION_LOCK_S]:
+            del self._sessions[k]
+        return msg
+
+
+def _span(seconds: float) -> str:
+    s = max(1, round(seconds))
+    return f"{s} s" if s < 120 else f"{round(s / 60)} min"
+
+
+GUARD = PasscodeGuard()
+
+
+def _session_id() -> str:
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    return ctx.session_id if ctx is not None else "local"
 
 
 def role() -> str:
@@ -67,27 +163,9 @@ def sidebar() -> None:
     with st.form("app.unlock", clear_on_submit=True):
         code = st.text_input("Instructor passcode", type="password", key="app.unlock.passcode")
         if st.form_submit_button("Unlock", key="app.unlock.submit"):
-            if check_passcode(code, os.environ.get("DIFFUSION_LAB_PASSCODE")):
+            ok, message = GUARD.attempt(_session_id(), code, os.environ.get("DIFFUSION_LAB_PASSCODE"))
+            if ok:
                 st.session_state[ROLE_KEY] = "instructor"
                 st.rerun()
             else:
-                st.error("Wrong passcode.")
-
-
-@contextmanager
-def heavy_slot():
-    """Heavy computations queue behind a small pool instead of all running at once on a laptop's cores."""
-    with HEAVY_SLOTS:
-        yield
-
-
-def heavy(fn):
-    """Decorator: run `fn` inside a heavy_slot (place it under @st.cache_data so cache hits skip the queue)."""
-    import functools
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        with heavy_slot():
-            return fn(*args, **kwargs)
-
-    return wrapper
+                st.error(message)

@@ -2,7 +2,8 @@
 
 Each page declares its parameters once (name, default, parser). `init` copies valid URL values into
 namespaced session-state keys ("forward.t") before the widgets are drawn; `sync` writes the widgets' current
-values back to st.query_params. Malformed or out-of-range link values are ignored with a visible note.
+values back to st.query_params. Malformed or out-of-range link values are ignored with a visible note, the
+value shown as typed (escape_md), never as Markdown.
 """
 from __future__ import annotations
 
@@ -19,9 +20,25 @@ class Param:
     parse: Callable[[str], Any]
 
 
+def escape_md(text: object, limit: int = 40) -> str:
+    """A user-supplied value (link value, file name) as an inline code span, safe in any Streamlit Markdown.
+
+    Inside a code span Markdown, HTML, links, images, `$` maths, `:material/...:` icons and `:red[...]`
+    colours are all shown as typed. A backtick would close the span and a blank line would end it, so
+    backticks become ' and line breaks and other control characters become spaces. Longer than `limit`
+    characters: cut, with an ellipsis.
+    """
+    s = "".join(" " if ch < " " or ch == "\x7f" else ch for ch in str(text)).replace("`", "'")
+    s = s if len(s) <= limit else s[:limit] + "…"
+    return f"`{s}`" if s.strip() else "(empty)"
+
+
 def int_in(lo: int, hi: int) -> Callable[[str], int]:
     def parse(raw: str) -> int:
-        v = int(raw)
+        try:
+            v = int(raw)
+        except ValueError:                  # int's own message repeats the raw value
+            raise ValueError("must be a whole number") from None
         if not lo <= v <= hi:
             raise ValueError(f"must be between {lo} and {hi}")
         return v
@@ -30,7 +47,10 @@ def int_in(lo: int, hi: int) -> Callable[[str], int]:
 
 def float_in(lo: float, hi: float) -> Callable[[str], float]:
     def parse(raw: str) -> float:
-        v = float(raw)
+        try:
+            v = float(raw)
+        except ValueError:                  # float's own message repeats the raw value
+            raise ValueError("must be a number") from None
         if not (lo <= v <= hi):             # also rejects NaN
             raise ValueError(f"must be between {lo} and {hi}")
         return v
@@ -50,7 +70,10 @@ def key(page: str, name: str) -> str:
 
 
 def parse_params(raw: dict[str, str], params: list[Param]) -> tuple[dict[str, Any], list[str]]:
-    """Pure part (unit-tested): valid values from a query dict, plus a note for every rejected one."""
+    """Pure part (unit-tested): valid values from a query dict, plus a note for every rejected one.
+
+    The notes are Markdown (st.toast): the raw value goes in through escape_md, and parsers' messages must
+    not repeat it (int_in and float_in replace int's and float's own messages, which do)."""
     values, notes = {}, []
     for p in params:
         if p.name not in raw:
@@ -58,7 +81,7 @@ def parse_params(raw: dict[str, str], params: list[Param]) -> tuple[dict[str, An
         try:
             values[p.name] = p.parse(str(raw[p.name])[:64])
         except (ValueError, TypeError) as e:
-            notes.append(f"ignored link value {p.name}={str(raw[p.name])[:20]!r}: {e}")
+            notes.append(f"ignored link value {p.name}={escape_md(raw[p.name], 20)}: {e}")
     return values, notes
 
 

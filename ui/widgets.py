@@ -1,16 +1,23 @@
 """Reusable widgets and image helpers for the pages."""
 from __future__ import annotations
 
+import hashlib
 import io
+import threading
+from collections import OrderedDict
 
 import numpy as np
 import streamlit as st
 import torch
 from PIL import Image
 
-from . import resources
+from . import resources, state
 
-MAX_UPLOAD_BYTES = 5 * 2**20
+MAX_UPLOAD_BYTES = 5 * 2**20     # as .streamlit/config.toml's server.maxUploadSize
+MAX_PIXELS = 16_000_000          # a 12 MP phone photo of a digit fits; the decoded RGBA image is at most 64 MB
+CANVAS_MAX_PIXELS = 1_000_000    # the drawing canvas sends 280x280; anything much larger is not from it
+WORK_SIDE = 512                  # images are reduced to this many pixels a side right after decoding
+FORMATS = ["PNG", "JPEG", "GIF", "BMP", "WEBP"]
 
 
 def to_display(x: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -42,37 +49,60 @@ class BadImage(ValueError):
     """An upload that cannot be turned into a digit; the message says why."""
 
 
-def image_to_digit(data: bytes) -> np.ndarray:
-    """Any reasonable image file -> (28, 28) uint8 digit, white ink on black (MNIST's convention).
+def open_budgeted(data: bytes, max_pixels: int = MAX_PIXELS, max_bytes: int = MAX_UPLOAD_BYTES) -> Image.Image:
+    """Image file bytes -> its first frame, decoded and reduced to at most WORK_SIDE pixels a side.
 
-    Accepts PNG/JPG/GIF/BMP/WebP, RGBA (alpha flattened on white), 16-bit, palette; animated files use their
-    first frame; dark-on-light drawings are inverted. Raises BadImage with a reason otherwise.
+    The pixel budget is checked from the header, before anything is decoded: a 180 KB PNG can declare 6300x6300
+    pixels (159 MB decoded, 1.3 GB more as a float64 copy). JPEGs decode straight at a reduced scale (draft), the
+    rest is reduced right after decoding, so later steps never see a large image. Only PNG, JPEG, GIF, BMP and
+    WebP are opened. Raises BadImage with the size and the limit.
     """
     if len(data) == 0:
         raise BadImage("the file is empty")
-    if len(data) > MAX_UPLOAD_BYTES:
-        raise BadImage(f"the file is {len(data) / 2**20:.1f} MB; the limit is {MAX_UPLOAD_BYTES // 2**20} MB")
+    if len(data) > max_bytes:
+        raise BadImage(f"the file is {len(data) / 2**20:.1f} MB; the limit is {max_bytes / 2**20:g} MB")
     try:
-        im = Image.open(io.BytesIO(data))
-        im.seek(0)
-        if im.width * im.height > 40_000_000:
-            raise BadImage(f"the image is {im.width}x{im.height} pixels; too large to be a digit")
-        im.load()
-    except BadImage:
-        raise
-    except Exception as e:  # PIL raises many types for non-images and truncated files
-        raise BadImage(f"this is not an image PIL can read ({type(e).__name__})") from None
-    if im.width < 8 or im.height < 8:
-        raise BadImage(f"the image is only {im.width}x{im.height} pixels; draw or upload at least 8x8")
-    if im.mode in ("RGBA", "LA", "P"):
-        im = im.convert("RGBA")
-        rgba = np.asarray(im, dtype=np.float64)
+        im = Image.open(io.BytesIO(data), formats=FORMATS)     # lazy: reads the header only
+    except Image.DecompressionBombError:
+        raise BadImage(f"the image declares more pixels than PIL will open; the limit is {max_pixels / 1e6:g} MP: "
+                       "scale it down (a digit needs only 28x28)") from None
+    except Exception as e:  # PIL raises many types for non-images
+        raise BadImage(f"this is not an image PIL can read ({type(e).__name__}); use PNG, JPEG, GIF, BMP or WebP") \
+            from None
+    w, h = im.size
+    if w * h > max_pixels:
+        raise BadImage(f"the image is {w}x{h} pixels ({w * h / 1e6:.1f} MP); the limit is {max_pixels / 1e6:g} MP. "
+                       "Crop or scale it down (a digit needs only 28x28) and try again")
+    if w < 8 or h < 8:
+        raise BadImage(f"the image is only {w}x{h} pixels; draw or upload at least 8x8")
+    try:
+        if im.format == "JPEG":
+            im.draft("L", (WORK_SIDE, WORK_SIDE))               # decode at 1/2, 1/4 or 1/8 scale, in grey
+        im.load()                                               # the first frame only, for animated files
+        if im.mode in ("P", "1", "LA", "PA", "CMYK", "YCbCr", "RGBX"):
+            im = im.convert("RGBA" if im.mode in ("P", "LA", "PA") else "L")
+        im.thumbnail((WORK_SIDE, WORK_SIDE))
+    except Exception as e:  # truncated or corrupt data surfaces only when decoding
+        raise BadImage(f"this is not an image PIL can read ({type(e).__name__}); use PNG, JPEG, GIF, BMP or WebP") \
+            from None
+    return im
+
+
+def image_to_digit(data: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Any reasonable image file -> (28, 28) uint8 digit, white ink on black (MNIST's convention).
+
+    Accepts PNG/JPG/GIF/BMP/WebP up to `max_pixels` (open_budgeted), RGBA (alpha flattened), 16-bit, palette;
+    animated files use their first frame; dark-on-light drawings are inverted. Raises BadImage with a reason.
+    """
+    im = open_budgeted(data, max_pixels)                        # at most WORK_SIDE a side from here on
+    if im.mode == "RGBA":
+        rgba = np.asarray(im)
         opaque = rgba[..., 3] > 127
         # transparent pixels are background: put them behind the ink in the colour that contrasts with it
         ink_light = opaque.any() and rgba[opaque][:, :3].mean() > 127
         bg = Image.new("RGBA", im.size, (0, 0, 0, 255) if ink_light else (255, 255, 255, 255))
         im = Image.alpha_composite(bg, im)
-    if im.mode in ("I;16", "I;16B", "I", "F"):
+    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         a = np.asarray(im, dtype=np.float64)
         rng = a.max() - a.min()
         im = Image.fromarray(((a - a.min()) / (rng if rng else 1) * 255).astype(np.uint8))
@@ -84,6 +114,34 @@ def image_to_digit(data: bytes) -> np.ndarray:
     if hi - lo < 10:
         raise BadImage("the image is blank (no contrast): nothing to use as a digit")
     return center_like_mnist((np.clip((g - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8))
+
+
+_DIGITS: OrderedDict[bytes, np.ndarray | str] = OrderedDict()   # sha256 -> digit, or the refusal's reason
+_DIGITS_LOCK = threading.Lock()
+DIGIT_CACHE_ENTRIES = 64
+
+
+def cached_digit(data: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """image_to_digit, decoded once per distinct file for the whole server: results and refusals are kept by
+    the bytes' sha256 (not the bytes), the DIGIT_CACHE_ENTRIES most recent. Every rerun of a page with an upload
+    or a drawing asks again. Returns a copy the caller may change."""
+    digest = hashlib.sha256(data).digest() + max_pixels.to_bytes(8, "little")
+    with _DIGITS_LOCK:
+        hit = _DIGITS.get(digest)
+        if hit is not None:
+            _DIGITS.move_to_end(digest)
+    if hit is None:
+        try:
+            hit = image_to_digit(data, max_pixels)
+        except BadImage as e:
+            hit = str(e)
+        with _DIGITS_LOCK:
+            _DIGITS[digest] = hit
+            while len(_DIGITS) > DIGIT_CACHE_ENTRIES:
+                _DIGITS.popitem(last=False)
+    if isinstance(hit, str):
+        raise BadImage(hit)
+    return hit.copy()
 
 
 def center_like_mnist(img: np.ndarray) -> np.ndarray:
@@ -142,21 +200,22 @@ def digit_source(ns: str, default_digit: int = 3) -> tuple[torch.Tensor, str]:
         png = draw_digit(f"{ns}.canvas")
         if png is not None:
             try:
-                d = image_to_digit(png)
+                d = cached_digit(png, CANVAS_MAX_PIXELS)
                 return torch.from_numpy(d).float().div(127.5).sub(1).view(1, 1, 28, 28), "your drawing"
             except BadImage as e:
                 st.caption(f"({e})")
         st.caption("Draw a digit above; until then a data-set digit stands in.")
         return pick_real_digit(default_digit, 0)
     if source == "upload":
-        up = st.file_uploader("PNG / JPG of one digit (≤ 5 MB)", type=["png", "jpg", "jpeg", "gif", "bmp", "webp"],
+        up = st.file_uploader(f"PNG / JPG of one digit (≤ {MAX_UPLOAD_BYTES // 2**20} MB, "
+                              f"≤ {MAX_PIXELS // 10**6} MP)", type=["png", "jpg", "jpeg", "gif", "bmp", "webp"],
                               key=f"{ns}.upload")
         if up is not None:
             try:
-                d = image_to_digit(up.getvalue())
-                return torch.from_numpy(d).float().div(127.5).sub(1).view(1, 1, 28, 28), up.name
+                d = cached_digit(up.getvalue())
+                return torch.from_numpy(d).float().div(127.5).sub(1).view(1, 1, 28, 28), state.escape_md(up.name)
             except BadImage as e:
-                st.error(f"Cannot use this file: {e}")
+                st.error(f"Cannot use this file: {e}.")
         st.info("Showing a data-set digit until a usable image is uploaded.")
         return pick_real_digit(default_digit, 0)
     c1, c2 = st.columns(2)
@@ -182,6 +241,9 @@ def framed_mosaic(images: np.ndarray, kept: np.ndarray, cols: int, scale: int = 
 
 
 def png_to_mask(png: bytes) -> np.ndarray:
-    """A painted canvas (white = erase) -> (1, 1, 28, 28) float32 mask with 1 = known pixel, 0 = to fill."""
-    g = np.asarray(Image.open(io.BytesIO(png)).convert("L").resize((28, 28), Image.BILINEAR), dtype=np.float32)
+    """A painted canvas (white = erase) -> (1, 1, 28, 28) float32 mask with 1 = known pixel, 0 = to fill.
+
+    The bytes come from the browser, so they pass the canvas's pixel budget first (raises BadImage)."""
+    im = open_budgeted(png, CANVAS_MAX_PIXELS)
+    g = np.asarray(im.convert("L").resize((28, 28), Image.BILINEAR), dtype=np.float32)
     return (g < 64).astype(np.float32).reshape(1, 1, 28, 28)
