@@ -12,13 +12,21 @@ the server what 30 browsers would, without 30 browsers competing with the server
 One instructor session unlocks with the passcode and starts a tiny training run from the Training page; the
 run's step counter is read from its metrics log before and after, to show training kept progressing.
 
+With --hostile N, N more sessions attack: each uploads a 180 KB, 6300 x 6300 transparent PNG on Forward (through
+Streamlit's real upload route), then hammers every heavy path in turn (Denoising with DDPM at 1,000 steps and a
+new seed each time, its "measure it now" panels, the CLIP page at new guidance weights with its technique
+comparison, Applications' inpainting with 4x resampling) without pausing. Their refusals are counted, not
+errors; the others' round trips are reported apart from theirs, and the server's memory is sampled throughout.
+
     python -m tests.load --sessions 30 --seconds 60 --out load.json      # the figures for the issue
+    python -m tests.load --sessions 20 --hostile 1 --seconds 60           # ... with a hostile learner
     tests/test_load.py runs a 5-session, ~20 s version in the default suite.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import json
 import os
 import random
@@ -37,7 +45,7 @@ from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 from tests.server import free_port, serve, stop
 
 PASSCODE = "load-test-passcode"
-ALERT_ERROR = 1
+ALERT_ERROR, ALERT_WARNING = 1, 2
 
 
 @dataclass
@@ -51,6 +59,7 @@ class Widget:
 class Stats:
     round_trips: dict[str, list[float]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    refusals: list[str] = field(default_factory=list)     # what the hostile sessions were told (not errors)
 
     def add(self, kind: str, seconds: float) -> None:
         self.round_trips.setdefault(kind, []).append(seconds)
@@ -66,9 +75,10 @@ def _p(values: list[float], q: float) -> float:
 class Session:
     """One browser tab, as the server sees it."""
 
-    def __init__(self, port: int, stats: Stats, name: str):
-        self.port, self.stats, self.name = port, stats, name
+    def __init__(self, port: int, stats: Stats, name: str, hostile: bool = False):
+        self.port, self.stats, self.name, self.hostile = port, stats, name, hostile
         self.ws = None
+        self.session_id = ""
         self.widgets: dict[str, Widget] = {}
         self.page_hash = ""
         self.query = ""
@@ -93,7 +103,9 @@ class Session:
             fm = ForwardMsg()
             fm.ParseFromString(await asyncio.wait_for(self.ws.recv(), timeout=300))
             kind = fm.WhichOneof("type")
-            if kind == "navigation":                 # st.navigation names the page that ran
+            if kind == "new_session":
+                self.session_id = fm.new_session.initialize.session_id or self.session_id
+            elif kind == "navigation":               # st.navigation names the page that ran
                 self.page_hash = fm.navigation.page_script_hash or self.page_hash
             elif kind == "page_info_changed":
                 self.query = fm.page_info_changed.query_string
@@ -109,8 +121,10 @@ class Session:
         body = getattr(el, ek)
         if ek == "exception":
             self.stats.errors.append(f"{self.name}: exception {body.type}: {body.message[:200]}")
-        elif ek == "alert" and body.format == ALERT_ERROR:
+        elif ek == "alert" and body.format == ALERT_ERROR and not self.hostile:
             self.stats.errors.append(f"{self.name}: error {body.body[:200]}")
+        elif ek == "alert" and self.hostile and body.format in (ALERT_ERROR, ALERT_WARNING):
+            self.stats.refusals.append(body.body[:300])
         elif ek == "imgs":
             media += [i.url for i in body.imgs if i.url.startswith("/media/")]
         elif ek in ("markdown", "alert"):
@@ -147,11 +161,56 @@ class Session:
             ws.trigger_value = True
         elif w.kind == "text_input":
             ws.string_value = str(value)
+        elif w.kind == "checkbox":                     # st.checkbox and st.toggle
+            ws.bool_value = bool(value)
+        elif w.kind == "radio":
+            ws.string_value = str(value)               # the option's label
         else:
             raise ValueError(f"no encoding for a {w.kind}")
         if fragment and w.fragment_id:
             msg.fragment_id = w.fragment_id
         return await self._run(msg)
+
+    async def upload(self, key: str, name: str, data: bytes) -> float:
+        """Upload a file into the st.file_uploader with this key as the browser does: ask for an upload URL on the
+        websocket, PUT the file there (with the XSRF cookie and header), then rerun with the widget's new state."""
+        t0 = time.perf_counter()
+        req = BackMsg()
+        req.file_urls_request.request_id = rid = f"{self.name}-{time.monotonic_ns()}"
+        req.file_urls_request.file_names.append(name)
+        req.file_urls_request.session_id = self.session_id
+        await self.ws.send(req.SerializeToString())
+        while True:
+            fm = ForwardMsg()
+            fm.ParseFromString(await asyncio.wait_for(self.ws.recv(), timeout=60))
+            if fm.WhichOneof("type") == "file_urls_response" and fm.file_urls_response.response_id == rid:
+                urls = fm.file_urls_response.file_urls[0]
+                break
+        await asyncio.get_running_loop().run_in_executor(None, self._put, urls.upload_url, name, data)
+        w = self.widgets[key]
+        msg = BackMsg().rerun_script
+        msg.query_string, msg.page_script_hash = self.query, self.page_hash
+        ws = msg.widget_states.widgets.add()
+        ws.id = w.id
+        info = ws.file_uploader_state_value.uploaded_file_info.add()
+        info.name, info.size, info.file_id = name, len(data), urls.file_id
+        info.file_urls.CopyFrom(urls)
+        await self._run(msg)
+        return time.perf_counter() - t0
+
+    def _put(self, url: str, name: str, data: bytes) -> None:
+        base = f"http://127.0.0.1:{self.port}"
+        with urllib.request.urlopen(base + "/_stcore/health", timeout=60) as r:     # sets the XSRF cookie
+            cookie = next((c.split(";")[0] for c in r.headers.get_all("Set-Cookie") or []
+                           if c.startswith("_streamlit_xsrf=")), "")
+        boundary = "loadtestboundary"
+        body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n"
+                f"Content-Type: image/png\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+        req = urllib.request.Request(base + url if url.startswith("/") else url, data=body, method="PUT", headers={
+            "Content-Type": f"multipart/form-data; boundary={boundary}", "Cookie": cookie,
+            "X-Xsrftoken": cookie.partition("=")[2]})
+        with urllib.request.urlopen(req, timeout=60) as r:
+            r.read()
 
     async def submit_form(self, fields: dict[str, str], submit_key: str) -> float:
         """Text fields of a form and its submit button in one message, as the browser sends a form."""
@@ -189,6 +248,65 @@ async def denoising_learner(s: Session, until: float, rng: random.Random) -> Non
             s.stats.add("denoising: scrub frames", await s.set("denoising.frame", rng.randrange(26)))
 
 
+def big_transparent_png(side: int = 6300) -> bytes:
+    """A side x side RGBA PNG, transparent but for one short stroke: ~180 KB on disk, 159 MB as decoded RGBA."""
+    from PIL import Image, ImageDraw
+
+    im = Image.new("RGBA", (side, side), (0, 0, 0, 0))
+    ImageDraw.Draw(im).line([(side // 3, side // 4), (side // 2, 3 * side // 4)], fill=(0, 0, 0, 255),
+                            width=side // 20)
+    buf = io.BytesIO()
+    im.save(buf, "PNG")
+    return buf.getvalue()
+
+
+async def hostile_learner(s: Session, until: float, rng: random.Random, png: bytes) -> None:
+    """Uploads the large image, then asks for the costliest thing on every heavy path, without pausing."""
+    s.stats.add("hostile: open page", await s.open("forward_process"))
+    await s.set("forward.source", "upload", fragment=False)
+    s.stats.add("hostile: upload 6300x6300 PNG", await s.upload("forward.upload", "huge.png", png))
+    while time.perf_counter() < until:
+        await s.open("denoising", f"sampler=ddpm&steps=1000&w={rng.uniform(0, 8):.1f}&seed={rng.randrange(99999)}")
+        for toggle in ("denoising.speed", "denoising.curve", "denoising.grid", "denoising.wrong"):
+            if time.perf_counter() >= until:
+                return
+            if toggle in s.widgets:
+                s.stats.add("hostile: heavy request", await s.set(toggle, True, fragment=False))
+        await s.open("clip_evaluation", f"w={rng.uniform(0, 6):.1f}&seed={rng.randrange(99999)}")
+        if "clip.compare" in s.widgets and time.perf_counter() < until:
+            s.stats.add("hostile: heavy request", await s.set("clip.compare", True, fragment=False))
+        await s.open("applications")
+        for key, value in (("apps.steps", 100), ("apps.resample", 4), ("apps.inpaint_seed", rng.randrange(9999))):
+            if key in s.widgets and time.perf_counter() < until:
+                s.stats.add("hostile: heavy request", await s.set(key, value, fragment=False))
+
+
+class MemoryWatch:
+    """The server's resident memory (VmRSS of its process), sampled every half second in a thread."""
+
+    def __init__(self, pid: int | None):
+        self.pid, self.samples, self._stop = pid, [], False
+
+    def rss_mb(self) -> float | None:
+        try:
+            for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        except (OSError, ValueError, TypeError):
+            return None
+        return None
+
+    async def run(self) -> None:
+        while not self._stop:
+            v = self.rss_mb()
+            if v is not None:
+                self.samples.append(v)
+            await asyncio.sleep(0.5)
+
+    def stop(self) -> None:
+        self._stop = True
+
+
 def start_server(runs_root: Path) -> tuple[int, subprocess.Popen]:
     """The dashboard in classroom mode on loopback, runs and log (server.log) in runs_root; returns (port, proc)."""
     port = free_port()
@@ -209,8 +327,10 @@ def _steps_logged(runs_root: Path) -> int:
 
 
 async def run_load(sessions: int, seconds: float, port: int, runs_root: Path, seed: int = 0,
-                   denoising_every: int = 3, train: bool = True, log=print) -> dict:
+                   denoising_every: int = 3, train: bool = True, log=print, hostile: int = 0,
+                   server_pid: int | None = None) -> dict:
     stats = Stats()
+    memory = MemoryWatch(server_pid)
     teacher = Session(port, stats, "instructor")
     await teacher.connect()
     await teacher.open("training")
@@ -228,7 +348,11 @@ async def run_load(sessions: int, seconds: float, port: int, runs_root: Path, se
         f"opening {sessions} sessions for {seconds:.0f} s")
 
     learners = [Session(port, stats, f"learner {i}") for i in range(sessions)]
-    await asyncio.gather(*(s.connect() for s in learners))
+    attackers = [Session(port, stats, f"hostile {i}", hostile=True) for i in range(hostile)]
+    await asyncio.gather(*(s.connect() for s in learners + attackers))
+    png = big_transparent_png() if attackers else b""
+    rss_before = memory.rss_mb()
+    watch = asyncio.create_task(memory.run())
     t0 = time.perf_counter()
     until = t0 + seconds
 
@@ -241,13 +365,22 @@ async def run_load(sessions: int, seconds: float, port: int, runs_root: Path, se
         except Exception as e:  # a dropped connection or a timeout is a failure of the server, not of the test
             stats.errors.append(f"{s.name}: {type(e).__name__}: {e}")
 
-    await asyncio.gather(*(drive(i, s) for i, s in enumerate(learners)))
+    async def attack(i: int, s: Session) -> None:
+        try:
+            await hostile_learner(s, until, random.Random(seed * 1000 + 500 + i), png)
+        except Exception as e:
+            stats.errors.append(f"{s.name}: {type(e).__name__}: {e}")
+
+    await asyncio.gather(*(drive(i, s) for i, s in enumerate(learners)), *(attack(i, s) for i, s in enumerate(attackers)))
     elapsed = time.perf_counter() - t0
     steps_after = _steps_logged(runs_root)
-    await asyncio.gather(*(s.close() for s in learners))
+    memory.stop()
+    await watch
+    await asyncio.gather(*(s.close() for s in learners + attackers))
     await teacher.close()
     all_rt = [x for v in stats.round_trips.values() for x in v]
-    interactions = [x for k, v in stats.round_trips.items() if k != "open page" for x in v]
+    interactions = [x for k, v in stats.round_trips.items()
+                    if k != "open page" and not k.startswith("hostile") for x in v]
     res = {
         "sessions": sessions, "seconds": round(elapsed, 1), "errors": stats.errors[:20], "error_count": len(stats.errors),
         "training_steps_during_load": steps_after - steps_before,
@@ -256,7 +389,10 @@ async def run_load(sessions: int, seconds: float, port: int, runs_root: Path, se
         "by_kind": {k: {"n": len(v), "p50_s": round(_p(v, 0.5), 3), "p95_s": round(_p(v, 0.95), 3),
                         "max_s": round(max(v), 3)} for k, v in stats.round_trips.items()},
         "requests_total": len(all_rt), "cpu_count": os.cpu_count(), "denoising_every": denoising_every,
-        "training": train,
+        "training": train, "hostile_sessions": hostile,
+        "refusals": sorted(set(stats.refusals))[:10], "refusal_count": len(stats.refusals),
+        "server_rss_mb": {"before": round(rss_before, 1) if rss_before else None,
+                          "max": round(max(memory.samples), 1) if memory.samples else None},
     }
     return res
 
@@ -267,6 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--denoising-every", type=int, default=3, help="every Nth learner samples on Denoising (0: none)")
     ap.add_argument("--no-training", action="store_true", help="no training job during the test")
+    ap.add_argument("--hostile", type=int, default=0, help="hostile learners besides --sessions (see above)")
     ap.add_argument("--out", help="write the figures as JSON")
     args = ap.parse_args(argv)
     if not 1 <= args.sessions <= 200 or not 1 <= args.seconds <= 3600:
@@ -275,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
         port, proc = start_server(Path(tmp))
         try:
             res = asyncio.run(run_load(args.sessions, args.seconds, port, Path(tmp), denoising_every=args.denoising_every,
-                                       train=not args.no_training))
+                                       train=not args.no_training, hostile=args.hostile, server_pid=proc.pid))
         finally:
             stop(proc)
     print(json.dumps(res, indent=1))
