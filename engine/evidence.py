@@ -14,7 +14,6 @@ an unreadable panel file counts as "not measured", never as an error page.
 """
 from __future__ import annotations
 
-import json
 import os
 import platform
 import time
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .cache import cache_key
-from .checkpoints import write_json_atomic
+from .checkpoints import CheckpointError, read_json, write_json_atomic
 
 FOLDER = "evidence"
 MAX_BYTES = 2 * 2**20          # one panel file; a bigger one is not read (a shipped panel is a few KB to ~200 KB)
@@ -50,10 +49,8 @@ def read_panel(model_dir: str | Path, panel: str) -> dict:
     """All entries of one panel ({} when the model has none, or the file is unreadable or too large)."""
     path = panel_path(model_dir, panel)
     try:
-        if path.stat().st_size > MAX_BYTES:
-            return {}
-        data = json.loads(path.read_text())
-    except (OSError, ValueError, RecursionError):
+        data = read_json(path, MAX_BYTES)          # bounded in size and nesting (see checkpoints.read_json)
+    except (OSError, CheckpointError):
         return {}
     entries = data.get("entries") if isinstance(data, dict) else None
     return entries if isinstance(entries, dict) else {}

@@ -10,7 +10,6 @@ The CLI's `export`, `precompute` and `style-eval` commands are thin wrappers aro
 """
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 import time
@@ -94,7 +93,9 @@ def evaluate_style(checkpoint: str | Path, sampling: dict | None = None, seeds: 
     rep = compliance(ck, load_judge(), ck.recommended.replace(**(sampling or {})), seeds=seeds)
     rep.update(seconds=round(time.perf_counter() - t0, 1), command=command)
     path = Path(checkpoint) / REPORT
-    report = json.loads(path.read_text()) if path.exists() else {}
+    from .training.runs import read_report       # bounded: see engine.checkpoints.read_json
+
+    report = read_report(checkpoint)
     report["style"] = rep
     write_json_atomic(path, report)
     return rep

@@ -9,6 +9,7 @@ each are in the README's bench table (`python -m engine bench`), not repeated he
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from .config import ConfigError, ModelConfig, SampleConfig, ScheduleConfig, TrainConfig
@@ -92,3 +93,33 @@ def customise(name: str, **overrides) -> Preset:
     train = p.train.replace(**_given(overrides, TRAIN_OVERRIDES))
     rec = p.recommended.replace(steps=min(p.recommended.steps, schedule.T))
     return Preset(p.name, p.description, model, schedule, train, rec)
+
+
+MAX_PARAMS = 20_000_000     # 24x the shipped default (0.82 M); the largest preset (wide) has 1.8 M
+
+
+@functools.lru_cache(maxsize=64)
+def parameter_count(model_config: ModelConfig) -> int:
+    """Parameters of an architecture, counted on PyTorch's meta device: no memory, milliseconds even for a
+    model far too large to build."""
+    import torch
+
+    from .unet import build_model, count_parameters
+
+    with torch.device("meta"):
+        return count_parameters(build_model(model_config))
+
+
+def check_model_size(model_config: ModelConfig) -> int:
+    """The architecture's parameter count, or ConfigError when it exceeds MAX_PARAMS: training it would need
+    gigabytes for weights, EMA, gradients and Adam's moments (20 bytes a parameter, before activations), on a
+    laptop shared with a class. The CLI's `train --allow-large` skips the check."""
+    n = parameter_count(model_config)
+    if n > MAX_PARAMS:
+        default = parameter_count(PRESETS["default"].model)
+        raise ConfigError(f"this model has {n / 1e6:,.1f} M parameters, {n / default:,.0f}× the shipped default's "
+                          f"{default / 1e6:.2f} M: training it needs ~{20 * n / 2**30:.1f} GB for its weights, EMA, "
+                          f"gradients and Adam state alone (20 bytes a parameter, before activations), and each "
+                          f"step computes about that many times more. Models here are limited to "
+                          f"{MAX_PARAMS / 1e6:.0f} M parameters: lower the width, depth or channel multipliers")
+    return n

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 FULL_TIME_TO_QUALITY = ("tiny", "fast", "default", "peer")
 
@@ -36,14 +35,16 @@ def cmd_bench(a: argparse.Namespace) -> int:
         return 2
     from ..checkpoints import write_json_atomic
     from ..devices import pick_device
+    from .common import output_file
 
+    out = output_file(a.out) if a.out else None            # checked before minutes of measuring
     recipes = tuple(r for r in (a.time_to_quality or "").split(",") if r)
     if not a.quick and a.time_to_quality is None:
         recipes = FULL_TIME_TO_QUALITY
     res = run_bench(quick=a.quick, checkpoint=a.checkpoint, threads=a.threads, peer=not a.no_peer,
                     time_to_quality_recipes=recipes, ttq_cap_s=a.ttq_cap, device=pick_device(a.device))
     print("\n" + "\n".join(f"{k:32s} {v}" for k, v in res.items() if not isinstance(v, list)))
-    if a.out:
-        write_json_atomic(Path(a.out), res)
+    if out:
+        write_json_atomic(out, res)
         print(f"written to {a.out}")
     return 0

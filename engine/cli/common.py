@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
+from pathlib import Path
 
 INTERVAL_HELP = ("apply guidance only where LO <= t/T <= HI (fractions of T); other steps run the conditional "
                  "model alone, half the work (default: the checkpoint's recommendation)")
@@ -42,9 +44,34 @@ def sampling_overrides(a: argparse.Namespace) -> dict:
     return {k: getattr(a, k) for k in SAMPLING_FLAGS if getattr(a, k, None) is not None}
 
 
-def sample_config(recommended, a: argparse.Namespace):
-    """The checkpoint's recommended SampleConfig with whichever of the CLI's sampling flags were given."""
-    return recommended.replace(**sampling_overrides(a))
+def sample_config(checkpoint, a: argparse.Namespace):
+    """The checkpoint's recommended SampleConfig with whichever of the CLI's sampling flags were given; a
+    ConfigError, before any work, for more sampling steps than the model's T (no silent clamp)."""
+    from ..config import ConfigError
+
+    cfg = checkpoint.recommended.replace(**sampling_overrides(a))
+    T = checkpoint.schedule_config.T
+    if cfg.steps > T:
+        raise ConfigError(f"--steps {cfg.steps} is more than this model's T = {T} diffusion steps; a sampler takes "
+                          f"at most T steps, so use --steps {T} or fewer")
+    return cfg
+
+
+def output_file(raw: str, flag: str = "--out") -> Path:
+    """The output path exactly as given (no suffix added), checked before any work: a regular file or a new name,
+    in a folder that exists (or is made) and can be written. Folders, devices (/dev/full) are refused."""
+    from ..checkpoints import write_problem
+
+    path = Path(raw)
+    if path.exists() and not path.is_file():
+        raise ValueError(f"{flag} {path} is not a regular file (a folder or a device); give a file name")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"{flag} {path}: {write_problem(e.filename or path.parent, e)}") from None
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise ValueError(f"{flag} {path}: cannot write in {path.parent} (no permission); choose another folder")
+    return path
 
 
 def maybe_compile(ck, a: argparse.Namespace) -> None:

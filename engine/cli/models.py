@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from .common import (DATASETS, add_guidance_interval_flag, add_sampler_flag, command_line, loss_bar,
-                     sampling_overrides, set_threads)
+                     output_file, sampling_overrides, set_threads)
 
 
 # -- export, precompute, style-eval: a model and the evidence beside it ----------------------------------------------
@@ -149,9 +149,10 @@ def cmd_judge(a: argparse.Namespace) -> int:
     from ..checkpoints import write_json_atomic
     from ..judge import load_judge, read_images_npz, judge_records
 
+    out = output_file(a.out)
     images = read_images_npz(a.images)
     records = judge_records(load_judge(a.judge), images)
-    write_json_atomic(Path(a.out), records)
+    write_json_atomic(out, records)
     abstained = sum(r["pred"] is None for r in records)
     print(f"judged {len(records)} images from {a.images}: {abstained} not a digit -> {a.out}")
     return 0

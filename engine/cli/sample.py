@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from .common import (COMPILE_HELP, add_guidance_interval_flag, add_sampler_flag, command_line, maybe_compile,
-                     sample_config, set_threads)
+                     output_file, sample_config, set_threads)
 
+MASKS = ("left", "right", "top", "bottom", "centre", "random")
 DEFAULT_JUDGE = str(Path(__file__).resolve().parents[2] / "checkpoints" / "judge")
 
 
@@ -37,14 +38,15 @@ def add_sample(sub) -> None:
 def cmd_sample(a: argparse.Namespace) -> int:
     import torch
 
-    from ..checkpoints import load_checkpoint
+    from ..checkpoints import load_checkpoint, write_file_atomic
     from ..devices import pick_device
     from ..sampling import class_labels, sample, to_uint8
     from ..schedule import NoiseSchedule
 
     set_threads(a.threads)
+    out = output_file(a.out)
     ck = load_checkpoint(a.checkpoint, pick_device(a.device))
-    cfg = sample_config(ck.recommended, a)
+    cfg = sample_config(ck, a)
     maybe_compile(ck, a)
     labels = class_labels(a.per_class)
     schedule = NoiseSchedule(ck.schedule_config)
@@ -55,9 +57,8 @@ def cmd_sample(a: argparse.Namespace) -> int:
         images.append(to_uint8(sample(ck.model, schedule, labels[i:i + a.batch], cfg, seeds=seeds).cpu()))
     dt = time.perf_counter() - t0
     imgs = torch.cat(images).numpy()
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(out, images=imgs.astype(np.uint8), labels=labels.numpy().astype(np.int64))
+    write_file_atomic(out, lambda f: np.savez(f, images=imgs.astype(np.uint8),
+                                              labels=labels.numpy().astype(np.int64)))
     print(f"wrote {len(imgs)} samples ({cfg.sampler}, {cfg.steps} steps, guidance {cfg.guidance}) to {out} "
           f"in {dt:.1f} s ({len(imgs) / dt:.1f} samples/s)")
     return 0
@@ -96,8 +97,9 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     from ..sampling import class_labels, sample_cached
 
     set_threads(a.threads)
+    out = output_file(a.out) if a.out else None
     ck = load_checkpoint(a.checkpoint, pick_device(a.device))
-    cfg = sample_config(ck.recommended, a)
+    cfg = sample_config(ck, a)
     judge = load_judge(a.judge)
     cache = None if a.no_cache else SampleCache()
     maybe_compile(ck, a)
@@ -116,9 +118,8 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
                   device=str(next(ck.model.parameters()).device), threads=torch.get_num_threads(),
                   command=command_line())
     _print_quality(a.checkpoint, ck.step, cfg, report, computed)
-    if a.out:
-        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(Path(a.out), report)
+    if out:
+        write_json_atomic(out, report)
         print(f"  report written to {a.out}")
     return 0
 
@@ -171,15 +172,16 @@ def cmd_clip_rank(a: argparse.Namespace) -> int:
     from ..sampling import class_labels, sample_cached
 
     set_threads(a.threads)
+    out = output_file(a.out)
     ck = load_checkpoint(a.checkpoint)
-    cfg = sample_config(ck.recommended, a)
+    cfg = sample_config(ck, a)
     labels = class_labels(a.per_class)
     seeds = [cfg.seed + i for i in range(len(labels))]
     t0 = time.perf_counter()
     images = sample_cached(ck, labels, cfg, seeds=seeds, cache=SampleCache())
     scorer = load_digit_clip(a.clip) if a.clip else load_digit_clip()
     records = rank_report(scorer, load_judge(), images, labels, seeds, a.keep)
-    write_json_atomic(Path(a.out), records)
+    write_json_atomic(out, records)
     kept = [r for r in records if r["kept"]]
 
     def mean(rows: list[dict], key: str) -> float:
@@ -201,7 +203,7 @@ def add_apply(sub) -> None:
     ap.add_argument("--digit", type=int, default=3, help="class of the held-out input digit")
     ap.add_argument("--index", type=int, default=0, help="which held-out digit of that class")
     ap.add_argument("--label", type=int, help="target class (default: the input's class)")
-    ap.add_argument("--mask", default="right", help="inpainting mask: left right top bottom centre random")
+    ap.add_argument("--mask", default="right", choices=MASKS, help="inpainting mask")
     ap.add_argument("--resample", type=int, default=1)
     ap.add_argument("--strength", type=float, default=0.5, help="SDEdit strength in [0, 1]")
     ap.add_argument("--factor", type=int, default=4, choices=[2, 4], help="upscaling from 28/factor")
@@ -217,30 +219,62 @@ def cmd_apply(a: argparse.Namespace) -> int:
     from PIL import Image
 
     from .. import applications as apps
-    from ..checkpoints import load_checkpoint
+    from ..checkpoints import load_checkpoint, write_file_atomic
     from ..data import load as load_data
     from ..sampling import to_uint8
     from ..schedule import NoiseSchedule
 
+    out, image_format = _image_output(a.out)
     ck = load_checkpoint(a.checkpoint)
     s = NoiseSchedule(ck.schedule_config)
-    cfg = sample_config(ck.recommended, a)
+    cfg = sample_config(ck, a)
     _, held = load_data("mnist-5k")
+    _check_apply(a, ck.model_config.num_classes, len(held.of_class(a.digit)) if 0 <= a.digit <= 9 else 0)
     x = held.of_class(a.digit)[a.index:a.index + 1]                     # (1, 1, 28, 28)
     label = a.label if a.label is not None else a.digit
     t0 = time.perf_counter()
     if a.task == "inpaint":
-        out = apps.inpaint(ck.model, s, x, apps.make_mask(a.mask, a.seed), label, cfg, a.seed, a.resample)
+        result = apps.inpaint(ck.model, s, x, apps.make_mask(a.mask, a.seed), label, cfg, a.seed, a.resample)
     elif a.task == "edit":
-        out = apps.sdedit(ck.model, s, x, label, a.strength, cfg, a.seed)
+        result = apps.sdedit(ck.model, s, x, label, a.strength, cfg, a.seed)
     elif a.task == "upscale":
-        out = apps.upscale(ck.model, s, apps.downsample(x, a.factor), label, cfg, a.seed)
+        result = apps.upscale(ck.model, s, apps.downsample(x, a.factor), label, cfg, a.seed)
     else:
-        out = apps.interpolate_classes(ck.model, s, a.digit, label, 8, cfg, a.seed)
+        result = apps.interpolate_classes(ck.model, s, a.digit, label, 8, cfg, a.seed)
     dt = time.perf_counter() - t0
-    strip = torch.cat([x, out]) if a.task != "interpolate" else out
+    strip = torch.cat([x, result]) if a.task != "interpolate" else result
     img = to_uint8(strip).permute(1, 0, 2).reshape(28, -1).numpy()     # (28, 28 * n): the images side by side
-    Image.fromarray(img).resize((img.shape[1] * 4, 112), Image.NEAREST).save(a.out)
-    print(f"{a.task}: {dt:.1f} s -> {a.out} (" + ("input, then output" if a.task != "interpolate" else
-                                                  f"{a.digit} to {label}") + ")")
+    picture = Image.fromarray(img).resize((img.shape[1] * 4, 112), Image.NEAREST)
+    write_file_atomic(out, lambda f: picture.save(f, format=image_format))
+    print(f"{a.task}: {dt:.1f} s -> {out} (" + ("input, then output" if a.task != "interpolate" else
+                                                f"{a.digit} to {label}") + ")")
     return 0
+
+
+def _image_output(raw: str) -> tuple[Path, str]:
+    """--out checked (see output_file) and the image format its extension names (.png, .jpg, ...)."""
+    from PIL import Image
+
+    out = output_file(raw)
+    Image.init()
+    image_format = Image.EXTENSION.get(out.suffix.lower())
+    if image_format is None:
+        raise ValueError(f"--out {out} has no image extension; end it with .png (the strip is written as an image)")
+    return out, image_format
+
+
+def _check_apply(a: argparse.Namespace, num_classes: int, held_of_digit: int) -> None:
+    """apply's numbers checked before any sampling: classes the model knows, an existing held-out digit, a
+    strength in [0, 1]."""
+    from ..config import ConfigError
+
+    if not 0 <= a.digit <= 9:
+        raise ConfigError(f"--digit must be a digit class between 0 and 9, got {a.digit}")
+    if a.label is not None and not 0 <= a.label < num_classes:
+        raise ConfigError(f"--label must be a class this model knows, 0 to {num_classes - 1}; got {a.label}")
+    if not 0 <= a.index < held_of_digit:
+        raise ConfigError(f"--index must be between 0 and {held_of_digit - 1} (the held-out {a.digit}s), got {a.index}")
+    if not 0.0 <= a.strength <= 1.0:
+        raise ConfigError(f"--strength must be between 0 and 1, got {a.strength}")
+    if a.resample < 1:
+        raise ConfigError(f"--resample must be at least 1, got {a.resample}")

@@ -16,23 +16,36 @@ from pathlib import Path
 from .common import DATASETS, command_line, set_threads
 
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
+# What a training run (and evaluate / precompute on it) writes into its folder: `--force` deletes a folder
+# holding these and nothing else
+RUN_FILES = frozenset({"weights.safetensors", "optimizer.safetensors", "config.json", "meta.json", "metrics.jsonl",
+                       "snapshots", "report.json", "evidence", "precomputed"})
+FIXED_ON_RESUME = ("config", "preset", "seed", "dataset", "model_set", "init_from")
+
+
 def add_train(sub) -> None:
-    from ..presets import PRESETS
+    from ..presets import MAX_PARAMS, PRESETS
 
     t = sub.add_parser("train", help="train a diffusion model (atomic checkpoints, resumable)")
     src = t.add_mutually_exclusive_group()
-    src.add_argument("--preset", default="default", help=", ".join(PRESETS))
+    src.add_argument("--preset", help="default (the default), " + ", ".join(p for p in PRESETS if p != "default"))
     src.add_argument("--config", help="JSON file with model/schedule/train/recommended sections")
     t.add_argument("--steps", type=int)
-    t.add_argument("--batch-size", type=int)
-    t.add_argument("--lr", type=float)
+    t.add_argument("--batch-size", type=int, help="with --resume: the batch size from here on")
+    t.add_argument("--lr", type=float, help="with --resume: the learning rate from here on (say after a NaN stop)")
     t.add_argument("--seed", type=int)
     t.add_argument("--dataset", choices=DATASETS)
     t.add_argument("--out", required=True, help="run folder (checkpoint + metrics.jsonl + snapshots/)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    t.add_argument("--force", action="store_true", help="delete an existing --out and start over")
+    t.add_argument("--force", action="store_true",
+                   help="delete an existing --out and start over; only a run folder (a diffusion checkpoint or a "
+                        "metrics.jsonl, and nothing but what a run writes) is ever deleted")
     t.add_argument("--model-set", action="append", metavar="KEY=VALUE",
                    help="override a model setting, e.g. skip_connections=false or arch=cnn (repeatable)")
+    t.add_argument("--allow-large", action="store_true",
+                   help=f"train a model over {MAX_PARAMS / 1e6:.0f} M parameters (training holds ~20 bytes a parameter "
+                        "before activations, and each step costs in proportion)")
     t.add_argument("--init-from", help="start from the weights of this checkpoint (same architecture)")
     t.add_argument("--no-snapshots", dest="snapshots", action="store_false", help="skip the fixed-seed sample film")
     t.add_argument("--device", default="auto")
@@ -44,35 +57,109 @@ def add_train(sub) -> None:
 
 
 def cmd_train(a: argparse.Namespace) -> int:
+    """Lock the run folder, recover a crashed save, open the run (resumed or new), check the disk, train."""
+    import contextlib
+
+    from .. import checkpoints as ck
     from ..devices import pick_device
-    from ..training.run import TrainingRun
 
     set_threads(a.threads)
-    device = pick_device(a.device)
     out = Path(a.out)
-    if a.resume and (out / "weights.safetensors").exists():
-        run = TrainingRun.resume(out, device, steps=a.steps, command=command_line())
-        print(f"resuming {out} at step {run.step_count}/{run.train_config.steps}")
-    elif out.exists() and any(out.iterdir()) and not a.force:
-        print(f"error: {out} already exists; pass --resume to continue it or --force to start over",
-              file=sys.stderr)
-        return 2
-    else:
-        run = _new_run(a, device, out)
-    _prepare(run, a, device, out)
-    with _StopRequests() as stop:
-        try:
-            _train(run, stop, a.snapshots)
-        except KeyboardInterrupt:             # a second Ctrl-C: leave now, as asked
-            print(f"\nstopped at step {run.step_count} without saving; the last checkpoint is kept. "
-                  "Continue with --resume.")
-            return 130
-    if stop.signum is not None and not run.done:
-        return _save_on_signal(run, stop, out)
-    if run.world_size > 1:
-        _finish_distributed(run, out)         # leaves the process
-    print(_done_line(run, out))
-    return 0
+    _refuse_protected(out)
+    if a.resume:
+        _refuse_fixed_flags(a)
+    main = int(os.environ.get("RANK", "0")) == 0       # under torchrun only rank 0 writes, locks and deletes
+    with ck.RunLock(out) if main else contextlib.nullcontext():
+        if main:
+            ck.recover_checkpoint(out)
+        device = pick_device(a.device)
+        run = _resume_run(a, device, out) if a.resume else _new_run(a, device, out, main)
+        _prepare(run, a, device, out)
+        with _StopRequests() as stop:
+            try:
+                _train(run, stop, a.snapshots)
+            except KeyboardInterrupt:             # a second Ctrl-C: leave now, as asked
+                print(f"\nstopped at step {run.step_count} without saving; the last checkpoint is kept. "
+                      "Continue with --resume.")
+                return 130
+            except OSError as e:                  # disk full, folder made read-only, file-size limit, ...
+                print(f"error: {ck.write_problem(e.filename or out, e)}; the last complete checkpoint is kept: "
+                      "continue with --resume once that is fixed", file=sys.stderr)
+                return 1
+        if stop.signum is not None and not run.done:
+            return _save_on_signal(run, stop, out)
+        if run.world_size > 1:
+            _finish_distributed(run, out)         # leaves the process
+        print(_done_line(run, out))
+        return 0
+
+
+def _refuse_protected(out: Path) -> None:
+    """A run's folder is replaced at every checkpoint and deleted by --force: refuse `/`, the home folder, the
+    repository, the working directory and their ancestors."""
+    from ..checkpoints import RunFolderError
+
+    target, cwd = out.resolve(), Path.cwd().resolve()
+    named = {Path("/"): "the root folder", Path.home().resolve(): "your home folder", REPO_ROOT: "the repository",
+             cwd: "the working directory"}
+    what = named.get(target) or ("a folder above the working directory" if target in cwd.parents else None) \
+        or ("a folder above the repository" if target in REPO_ROOT.parents else None)
+    if what:
+        raise RunFolderError(f"--out {out} is {what}; a run needs a folder of its own (it is replaced at every "
+                             "checkpoint), e.g. --out checkpoints/runs/NAME")
+
+
+def _refuse_fixed_flags(a: argparse.Namespace) -> None:
+    given = [f"--{k.replace('_', '-')}" for k in FIXED_ON_RESUME if getattr(a, k, None) is not None]
+    if a.force:
+        given.append("--force")
+    if given:
+        raise ValueError(f"--resume continues {a.out} with its own settings; {', '.join(given)} cannot change them "
+                         "(--steps, --lr and --batch-size can). Start a new run (another --out) to change them")
+
+
+def why_not_deletable(out: Path) -> str | None:
+    """Why `--force` must not delete `out`, or None when it is one of this project's run folders: it holds a
+    diffusion checkpoint (config.json + meta.json, or weights) or, a run stopped before its first checkpoint, a
+    metrics.jsonl; and nothing but what a run writes (RUN_FILES, and the engine's hidden `.*.tmp` files)."""
+    from ..checkpoints import CheckpointError, read_json
+
+    if not out.is_dir():
+        return "it is not a folder"
+    names = {p.name for p in out.iterdir()}
+    foreign = sorted(n for n in names if n not in RUN_FILES and not (n.startswith(".") and n.endswith(".tmp")))
+    if foreign:
+        return (f"it holds files a training run does not write ({', '.join(foreign[:5])}"
+                + (", ..." if len(foreign) > 5 else "") + "); move them away or delete the folder yourself")
+    if not ({"config.json", "meta.json"} <= names or {"weights.safetensors", "metrics.jsonl"} & names):
+        return "it is not a training run's folder (no checkpoint, no metrics.jsonl)"
+    try:
+        config = read_json(out / "config.json") if "config.json" in names else {}
+    except (CheckpointError, OSError):
+        config = {}                                           # a run with a broken config.json: still a run
+    kind = config.get("kind", "diffusion") if isinstance(config, dict) else "diffusion"
+    if kind != "diffusion":
+        return f"it holds a {kind!r} model, not a diffusion training run"
+    return None
+
+
+def _resume_run(a: argparse.Namespace, device, out: Path):
+    """The run in `out` at its newest complete checkpoint, with --steps / --lr / --batch-size applied."""
+    from .. import checkpoints as ck
+    from ..training.run import TrainingRun, saved_parameters
+
+    if not (out / ck.WEIGHTS).is_file():
+        if not out.exists():
+            raise ck.CheckpointError(f"nothing to resume: {out} does not exist. Leave out --resume to start a run")
+        raise ck.CheckpointError(f"{out} has no checkpoint yet: the run stopped before its first checkpoint. "
+                                 "Start it over with --force (instead of --resume)")
+    ck.check_writable(out, saved_parameters(out))
+    run = TrainingRun.resume(out, device, steps=a.steps, command=command_line(), lr=a.lr, batch_size=a.batch_size)
+    print(f"resuming {out} at step {run.step_count}/{run.train_config.steps}")
+    for field, (before, now) in run.resume_changes.items():
+        print(f"note: {field} {now:g} from step {run.step_count} on (it was {before:g}): the run now differs from "
+              "an uninterrupted one; meta.json's resume_commands records the change")
+    return run
 
 
 def _configs(a: argparse.Namespace):
@@ -81,11 +168,11 @@ def _configs(a: argparse.Namespace):
     from ..presets import get_preset
 
     if a.config:
-        raw = json.loads(Path(a.config).read_text())
+        raw = _read_config_file(Path(a.config))
         mc, sc = ModelConfig.from_dict(raw.get("model", {})), ScheduleConfig.from_dict(raw.get("schedule", {}))
         tc, rec = TrainConfig.from_dict(raw.get("train", {})), SampleConfig.from_dict(raw.get("recommended", {}))
     else:
-        p = get_preset(a.preset)
+        p = get_preset(a.preset or "default")
         mc, sc, tc, rec = p.model, p.schedule, p.train, p.recommended
     overrides = {k: v for k, v in dict(steps=a.steps, batch_size=a.batch_size, lr=a.lr, seed=a.seed,
                                         dataset=a.dataset).items() if v is not None}
@@ -95,12 +182,52 @@ def _configs(a: argparse.Namespace):
     return mc, sc, tc, rec
 
 
-def _new_run(a: argparse.Namespace, device, out: Path):
+CONFIG_SECTIONS = ("model", "schedule", "train", "recommended")
+JSON_TYPES = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "true / false",
+              type(None): "null"}
+
+
+def _read_config_file(path: Path) -> dict:
+    """--config's JSON object (bounded, see checkpoints.read_json); ConfigError naming the file otherwise."""
+    from ..checkpoints import read_json
+    from ..config import ConfigError
+
+    if not path.is_file():
+        raise ConfigError(f"--config {path} " + ("is a folder" if path.is_dir() else "does not exist")
+                          + "; give a JSON file with model / schedule / train / recommended sections")
+    raw = read_json(path)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"--config {path} holds {JSON_TYPES.get(type(raw), 'a value')}; it must hold a JSON "
+                          "object with model / schedule / train / recommended sections")
+    unknown = sorted(set(raw) - set(CONFIG_SECTIONS))
+    if unknown:
+        raise ConfigError(f"--config {path}: unknown section(s) {', '.join(unknown)}; the sections are "
+                          + ", ".join(CONFIG_SECTIONS))
+    return raw
+
+
+def _new_run(a: argparse.Namespace, device, out: Path, main: bool):
+    """A new run in `out`: configs checked (size too, unless --allow-large), the folder checked for writing and
+    space, and with --force an old run folder (never anything else: see why_not_deletable) deleted."""
+    import shutil
+
+    from .. import checkpoints as ck
+    from ..config import ConfigError
+    from ..presets import check_model_size, parameter_count
     from ..training.run import TrainingRun
 
     mc, sc, tc, rec = _configs(a)
-    if out.exists() and a.force:
-        import shutil
+    try:
+        n_params = parameter_count(mc) if a.allow_large else check_model_size(mc)
+    except ConfigError as e:
+        raise ConfigError(f"{e}; or pass --allow-large to train it anyway") from None
+    occupied = out.exists() and (not out.is_dir() or any(out.iterdir()))
+    if occupied and not a.force:
+        raise ValueError(f"{out} already exists; pass --resume to continue it or --force to start over")
+    if occupied and (why := why_not_deletable(out)):
+        raise ck.RunFolderError(f"--force will not delete {out}: {why}")
+    ck.check_writable(out, n_params)                         # before deleting anything
+    if occupied and main:
         shutil.rmtree(out)
     return TrainingRun.create(mc, sc, tc, rec, out, device, command_line(), init_from=a.init_from)
 

@@ -30,8 +30,8 @@ from ..data import BatchSampler, load as load_data
 from ..devices import init_distributed
 from ..schedule import NoiseSchedule
 from ..unet import build_model
-from .runs import METRICS, SNAPSHOTS, read_metrics
-from .step import EMA, StepResult, augment_batch, make_optimizer, train_step
+from .runs import METRICS, SNAPSHOTS, parse_record
+from .step import EMA, NonFiniteLoss, StepResult, augment_batch, lr_at, make_optimizer, train_step
 
 
 def init_model(model_config: ModelConfig, seed: int) -> nn.Module:
@@ -43,6 +43,18 @@ def init_model(model_config: ModelConfig, seed: int) -> nn.Module:
     with torch.random.fork_rng(devices=[]):
         torch.default_generator.manual_seed(seed)
         return build_model(model_config)
+
+
+def saved_parameters(out: str | Path) -> int:
+    """Parameters of the model checkpointed in run folder `out`, for the disk-space check before resuming it
+    (0 when its config.json does not read: resuming then says why)."""
+    from ..config import ConfigError
+    from ..presets import parameter_count
+
+    try:
+        return parameter_count(ModelConfig.from_dict(ck.read_configs(out)[0]["model"]))
+    except (ck.CheckpointError, ConfigError, KeyError, TypeError):
+        return 0
 
 
 def step_seed(seed: int, rank: int, step: int) -> int:
@@ -120,6 +132,7 @@ class TrainingRun:
         self.wall_time = 0.0
         self.images_seen = 0
         self.resume_commands: list[str] = []
+        self.resume_changes: dict[str, tuple] = {}     # recipe changes made on resume: {field: (before, now)}
         self.judge = None                      # set to a Judge to log judge accuracy with every snapshot
         self.loss_by_bucket: list[float | None] = [None] * 10
         self._rate_mark: tuple[float, int] | None = None
@@ -142,18 +155,23 @@ class TrainingRun:
 
     @classmethod
     def resume(cls, out: str | Path, device: str | torch.device = "cpu", steps: int | None = None,
-               command: str = "") -> "TrainingRun":
+               command: str = "", *, lr: float | None = None, batch_size: int | None = None) -> "TrainingRun":
         """Reopen a run folder at its last checkpoint: the same step count, weights, EMA and optimiser state,
-        and the batches and noise the uninterrupted run would have drawn next. `steps` changes the total."""
+        and the batches and noise the uninterrupted run would have drawn next. `steps` changes the total; `lr`
+        and `batch_size` change the recipe from here on (say after a NaN stop), listed in `resume_changes`:
+        the run then differs from an uninterrupted one. Callers hold the run's lock (see checkpoints.RunLock)."""
         saved = ck.load_checkpoint(out, device, with_training_state=True)
         tc = saved.train_config
         if tc is None:
             raise ck.CheckpointError(f"{out} has no training config; it cannot be resumed")
-        if steps is not None and steps != tc.steps:
-            tc = tc.replace(steps=steps)
+        asked = {"steps": steps, "lr": lr, "batch_size": batch_size}
+        changes = {k: v for k, v in asked.items() if v is not None and v != getattr(tc, k)}
+        old = tc
+        tc = tc.replace(**changes)
         rank, world_size = init_distributed()
         run = cls(saved.model_config, saved.schedule_config, tc, saved.recommended, out, device,
                   saved.meta.get("command", "") or command, rank=rank, world_size=world_size)
+        run.resume_changes = {k: (getattr(old, k), v) for k, v in changes.items() if k != "steps"}
         model = init_model(saved.model_config, tc.seed)
         model.load_state_dict(saved.raw_model.state_dict())
         run._build(model)
@@ -195,17 +213,28 @@ class TrainingRun:
         self.step_count = saved.step
         self.wall_time = float(saved.meta.get("wall_time_s", 0.0))
         self.images_seen = int(saved.meta.get("images_seen", saved.step * self.train_config.batch_size))
-        self.batches.skip_to(saved.step)
+        for group in self.optimizer.param_groups:           # train_step sets it every step; a changed lr shows now
+            group["lr"] = lr_at(saved.step, self.train_config)
+        # The data position is the images drawn so far: step x batch size unless the batch size changed on a resume
+        size = self.batches.batch_size
+        self.batches.batch_size = 1
+        self.batches.skip_to(self.images_seen)
+        self.batches.batch_size = size
         self._truncate_metrics(saved.step)
 
     def _truncate_metrics(self, step: int) -> None:
-        """Drop metric lines logged after the checkpoint we resume from (they will be logged again)."""
+        """Drop metric lines logged after the checkpoint we resume from (they will be logged again), and torn
+        ones; the kept lines are copied byte for byte, streamed (a log of any size), and swapped in atomically."""
         path = self.out / METRICS
         if not path.exists():
             return
-        keep = [r for r in read_metrics(path) if r.get("step", 0) <= step]
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in keep))
+        tmp = path.with_name(f".{METRICS}.tmp")
+        with open(path, "rb") as src, open(tmp, "wb") as dst:
+            for line in src:
+                record = parse_record(line)
+                logged = record.get("step", 0) if record is not None else None
+                if isinstance(logged, (int, float)) and logged <= step:
+                    dst.write(line if line.endswith(b"\n") else line + b"\n")
         tmp.replace(path)
 
     def _require_built(self) -> None:
@@ -267,6 +296,11 @@ class TrainingRun:
         self._require_built()
         if not self.is_main:
             return self.out
+        for name, p in self.model.named_parameters():       # never replace the last good checkpoint with NaNs
+            if not bool(torch.isfinite(p).all()):
+                raise NonFiniteLoss(f"the weights became NaN or infinite by step {self.step_count} ({name}); the "
+                                    f"learning rate {self.train_config.lr:g} is probably too high. The last good "
+                                    "checkpoint is kept")
         meta = {
             "dataset": self.train_config.dataset, "command": self.command, "device": str(self.device),
             "wall_time_s": round(self.wall_time, 2), "images_seen": self.images_seen,

@@ -5,14 +5,17 @@ A run folder is a checkpoint (see engine.checkpoints) plus two sidecars written 
 metrics.jsonl (one JSON record per logged step) and snapshots/step-NNNNNNN.npy (uint8 (20, 28, 28) films).
 A shipped model (checkpoints/default, ...) is such a folder too, plus report.json from `python -m engine
 evaluate` and, where measured, evidence/<panel>.json (see engine.evidence).
-Nothing here writes, except `recover_checkpoint` putting back a copy an interrupted save moved aside.
+Nothing here writes: a folder a save is replacing is read from its newest complete copy (checkpoints.read_stable).
+Every file is read bounded (size, JSON nesting, array shape), so one broken or hostile folder lists with an
+`error` and leaves the others, and the pages, unaffected.
 """
 from __future__ import annotations
 
 import functools
-import json
 import math
+import os
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -31,29 +34,59 @@ SHIPPED_MODELS = ("default", "fast", "ablations/deep", "ablations/no-skip", "abl
 BUCKET_PANEL = "bucket_loss"           # evidence/bucket_loss.json: unweighted eps-MSE per t/T decile
 
 
+MAX_METRICS_BYTES = 32 * 2**20      # a 12,000-step run logs ~1 MB; a bigger log is read from its tail
+MAX_LINE_BYTES = 64 * 2**10         # one record (a judged step with per-class figures is ~300 bytes)
+MAX_SNAPSHOT_IMAGES = 1000          # a film frame holds 20 (10 classes x 2)
+
+
+def parse_record(line: bytes | str) -> dict | None:
+    """One metrics.jsonl line as a dict, or None when it is torn, over-long, too deep or not an object."""
+    raw = line.encode() if isinstance(line, str) else line
+    if len(raw) > MAX_LINE_BYTES or not raw.strip():
+        return None
+    try:
+        record = ck.parse_json(raw, METRICS)
+    except ck.CheckpointError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
 def read_metrics(path: str | Path) -> list[dict]:
-    """Records of a metrics.jsonl; a torn last line (crash mid-write) is skipped."""
-    out = []
-    p = Path(path)
-    if not p.exists():
-        return out
-    for line in p.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return out
+    """Records of a metrics.jsonl; a torn last line (crash mid-write) and unreadable lines are skipped. A log over
+    MAX_METRICS_BYTES is read from its tail (the latest records)."""
+    try:
+        with open(path, "rb") as f:
+            return _records(f)
+    except FileNotFoundError:
+        return []
+
+
+def _records(f: BinaryIO | None) -> list[dict]:
+    if f is None:
+        return []
+    size = os.fstat(f.fileno()).st_size
+    if size > MAX_METRICS_BYTES:
+        f.seek(size - MAX_METRICS_BYTES)
+        f.readline()                                           # the cut first line
+    return [r for r in map(parse_record, f.read(MAX_METRICS_BYTES).splitlines()) if r is not None]
 
 
 def load_snapshots(run_folder: str | Path) -> list[tuple[int, np.ndarray]]:
-    """The run's fixed-seed snapshots as [(step, uint8 array (N, 28, 28)), ...] in step order; unreadable
-    files are skipped."""
+    """The run's fixed-seed snapshots as [(step, uint8 array (N, 28, 28)), ...] in step order; unreadable files,
+    and files that are not such an array with N <= MAX_SNAPSHOT_IMAGES (checked by size before loading), are
+    skipped."""
     snaps = []
     for p in sorted((Path(run_folder) / SNAPSHOTS).glob("step-*.npy")):
         try:
-            snaps.append((int(p.stem.split("-")[1]), np.load(p, allow_pickle=False)))
-        except (ValueError, OSError):
+            if p.stat().st_size > MAX_SNAPSHOT_IMAGES * 28 * 28 + 4096:     # the .npy header is < 4 KB
+                continue
+            a = np.load(p, allow_pickle=False)
+            step = int(p.stem.split("-")[1])
+        except (ValueError, OSError, EOFError):
             continue
+        if isinstance(a, np.ndarray) and a.dtype == np.uint8 and a.ndim == 3 and a.shape[1:] == (28, 28) \
+                and a.shape[0] <= MAX_SNAPSHOT_IMAGES:
+            snaps.append((step, a))
     return snaps
 
 
@@ -68,10 +101,18 @@ def model_size(model_config: ModelConfig) -> tuple[int, float]:
 
 
 def read_report(folder: str | Path) -> dict:
-    """The folder's evaluate report (report.json), or {} when it has none or it is unreadable."""
+    """The folder's evaluate report (report.json), or {} when it has none or it is unreadable or too large."""
     try:
-        report = json.loads((Path(folder) / REPORT).read_text())
-    except (OSError, ValueError):
+        with open(Path(folder) / REPORT, "rb") as f:
+            return _report(f, Path(folder) / REPORT)
+    except OSError:
+        return {}
+
+
+def _report(f: BinaryIO | None, where: Path) -> dict:
+    try:
+        report = ck.json_from(f, where) if f is not None else {}
+    except ck.CheckpointError:
         return {}
     return report if isinstance(report, dict) else {}
 
@@ -87,42 +128,45 @@ def final_loss(metrics: list[dict], last: int = 10, ndigits: int | None = 4) -> 
 
 
 def _model_row(folder: Path, name: str, source: str) -> dict:
-    """One row of the runs table; a folder that does not parse gets an `error` instead of figures.
+    """One row of the runs table; a folder that does not parse gets an `error` instead of figures."""
+    row: dict = {"name": name, "source": source, "path": str(folder)}
+    try:
+        row.update(ck.read_stable(folder, (ck.CONFIG, ck.META, METRICS, REPORT), _figures))
+    except (ck.CheckpointError, KeyError, TypeError, ValueError, RuntimeError) as e:
+        row["error"] = str(e) or type(e).__name__
+    return row
+
+
+def _figures(folder: Path, files: ck.Files) -> dict:
+    """The runs table's figures of one model folder, from its files as read_stable opened them.
 
     Judge accuracy and Frechet ratio come from report.json when it was measured at this checkpoint's step
     (1,000 samples for a shipped model); otherwise judge accuracy is the last one logged during training
     (a few fixed-seed samples). `judged_on` says which.
     """
-    row: dict = {"name": name, "source": source, "path": str(folder)}
-    try:
-        config, meta = ck.read_configs(folder)
-        mc = ModelConfig.from_dict(config["model"])
-        tc = TrainConfig.from_dict(config["train"])
-        T = int(config["schedule"]["T"])
-        metrics = read_metrics(folder / METRICS)
-        judged = [r for r in metrics if "judge_accuracy" in r]
-        wall = float(meta.get("wall_time_s", 0.0))
-        step = int(meta.get("step", 0))
-        params, mflop = model_size(mc)
-        report = read_report(folder)
-        if "accuracy" in report and report.get("step", step) == step:
-            accuracy, frechet = float(report["accuracy"]), report.get("frechet_ratio_to_baseline")
-            judged_on = f"report.json ({report.get('n_samples', '?')} samples)"
-        elif judged:
-            accuracy, frechet = judged[-1]["judge_accuracy"], None
-            judged_on = f"training log (step {judged[-1].get('step')})"
-        else:
-            accuracy, judged_on, frechet = None, None, None
-        row.update(step=step, total=tc.steps, T=T, params=params, mflop_per_image=mflop,
-                   wall_time_s=round(wall, 1),
-                   images_per_s=round(meta.get("images_seen", 0) / wall, 1) if wall else None,
-                   final_loss=final_loss(metrics), judge_accuracy=accuracy, judged_on=judged_on,
-                   frechet_ratio=frechet, width=mc.base_channels, depth=mc.num_res_blocks, arch=mc.arch,
-                   device=meta.get("device"))
-        row["interrupted"] = row["step"] < tc.steps
-    except (ck.CheckpointError, OSError, KeyError, TypeError, ValueError, RuntimeError) as e:
-        row["error"] = str(e) or type(e).__name__
-    return row
+    config, meta = ck.configs_from(folder, files)
+    mc = ModelConfig.from_dict(config["model"])
+    tc = TrainConfig.from_dict(config["train"])
+    T = int(config["schedule"]["T"])
+    metrics = _records(files[METRICS])
+    judged = [r for r in metrics if "judge_accuracy" in r]
+    wall = float(meta.get("wall_time_s", 0.0))
+    step = int(meta.get("step", 0))
+    params, mflop = model_size(mc)
+    report = _report(files[REPORT], folder / REPORT)
+    if "accuracy" in report and report.get("step", step) == step:
+        accuracy, frechet = float(report["accuracy"]), report.get("frechet_ratio_to_baseline")
+        judged_on = f"report.json ({report.get('n_samples', '?')} samples)"
+    elif judged:
+        accuracy, frechet = judged[-1]["judge_accuracy"], None
+        judged_on = f"training log (step {judged[-1].get('step')})"
+    else:
+        accuracy, judged_on, frechet = None, None, None
+    return dict(step=step, total=tc.steps, T=T, params=params, mflop_per_image=mflop, wall_time_s=round(wall, 1),
+                images_per_s=round(meta.get("images_seen", 0) / wall, 1) if wall else None,
+                final_loss=final_loss(metrics), judge_accuracy=accuracy, judged_on=judged_on,
+                frechet_ratio=frechet, width=mc.base_channels, depth=mc.num_res_blocks, arch=mc.arch,
+                device=meta.get("device"), interrupted=step < tc.steps)
 
 
 def _run_row(folder: Path) -> dict:
@@ -134,15 +178,7 @@ def list_runs(runs_root: str | Path = DEFAULT_RUNS_ROOT) -> list[dict]:
     image, wall time, images/s, final loss (mean of the last 10 logged), judge accuracy (and `judged_on`),
     Frechet ratio (None without a report), width, depth, arch, device; a broken folder: name, path, error."""
     root = Path(runs_root)
-    if not root.is_dir():
-        return []
-    rows = []
-    for d in sorted(root.iterdir()):
-        if not d.is_dir() or d.name.startswith("."):
-            continue
-        ck.recover_checkpoint(d)
-        rows.append(_run_row(d))
-    return rows
+    return [_run_row(root / name) for name in ck.folder_names(root)]
 
 
 def list_shipped(shipped_root: str | Path = DEFAULT_SHIPPED_ROOT, names: tuple[str, ...] = SHIPPED_MODELS

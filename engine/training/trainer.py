@@ -18,7 +18,8 @@ import torch
 from .. import checkpoints as ck
 from ..config import ModelConfig, SampleConfig, ScheduleConfig, TrainConfig
 from ..devices import pick_device
-from .run import TrainingRun
+from ..presets import parameter_count
+from .run import TrainingRun, saved_parameters
 from .runs import DEFAULT_RUNS_ROOT, METRICS, load_snapshots, read_metrics
 from .step import NonFiniteLoss
 
@@ -102,29 +103,44 @@ class Trainer:
     def start(self, name: str, model_config: ModelConfig, schedule_config: ScheduleConfig,
               train_config: TrainConfig, recommended: SampleConfig, *, init_from: str | None = None,
               device: str = "auto") -> TrainerStatus:
-        """Start a new run `name` under runs_root; raises TrainerBusy naming the active run."""
+        """Start a new run `name` under runs_root; raises TrainerBusy naming the active run (or the process that
+        trains this run folder), FileExistsError for a taken name, RunFolderError (a ValueError) when the folder
+        cannot be written or holds too little space."""
         check_run_name(name)
         out = self.runs_root / name
         with self._lock:
             self._refuse_if_busy()
-            if out.exists() and any(out.iterdir()):
-                raise FileExistsError(f"a run named {name!r} already exists; resume it or pick another name")
+            lock = self._claim(out)
+            try:
+                if out.exists() and any(out.iterdir()):
+                    raise FileExistsError(f"a run named {name!r} already exists; resume it or pick another name")
+                ck.check_writable(out, parameter_count(model_config))
+            except BaseException:
+                lock.release()
+                raise
             self._launch(lambda: TrainingRun.create(model_config, schedule_config, train_config, recommended, out,
                                                     pick_device(device), f"dashboard: start {name}",
                                                     init_from=init_from),
-                         name, train_config.steps)
+                         name, train_config.steps, lock)
             return self._status
 
     def resume_run(self, name: str, device: str = "auto", steps: int | None = None) -> TrainerStatus:
-        """Continue run `name` from its last checkpoint (after a stop, a crash or a server restart)."""
+        """Continue run `name` from its last checkpoint (after a stop, a crash or a server restart); the same
+        errors as `start`, and FileNotFoundError when the run has no checkpoint yet."""
         check_run_name(name)
         out = self.runs_root / name
         with self._lock:
             self._refuse_if_busy()
-            if not (out / ck.WEIGHTS).exists() and not list(out.parent.glob(f".{name}.old-*")):
-                raise FileNotFoundError(f"run {name!r} has no checkpoint to resume from")
+            lock = self._claim(out)
+            try:
+                if not (out / ck.WEIGHTS).exists():
+                    raise FileNotFoundError(f"run {name!r} has no checkpoint to resume from")
+                ck.check_writable(out, saved_parameters(out))
+            except BaseException:
+                lock.release()
+                raise
             self._launch(lambda: TrainingRun.resume(out, pick_device(device), steps=steps,
-                                                    command=f"dashboard: resume {name}"), name, steps or 0)
+                                                    command=f"dashboard: resume {name}"), name, steps or 0, lock)
             return self._status
 
     def pause(self) -> None:
@@ -161,19 +177,37 @@ class Trainer:
             raise TrainerBusy(f"run {self._status.run_name!r} is already training ({self._status.state}); "
                               "one training job at a time — pause or stop it first")
 
-    def _launch(self, make_run, name: str, total: int) -> None:
+    @staticmethod
+    def _claim(out: Path) -> ck.RunLock:
+        """The run folder's lock (one trainer per folder, the CLI's included), then the newest complete
+        checkpoint put in place and a crashed save's leftovers removed (only the lock holder may)."""
+        try:
+            lock = ck.RunLock(out).acquire()
+        except ck.RunLocked as e:
+            raise TrainerBusy(str(e)) from None
+        try:
+            ck.recover_checkpoint(out)
+        except OSError as e:
+            lock.release()
+            raise ck.RunFolderError(ck.write_problem(e.filename or out, e)) from None
+        return lock
+
+    def _launch(self, make_run, name: str, total: int, lock: ck.RunLock) -> None:
         self._stop.clear()
         self._pause.clear()
         self._status = TrainerStatus("running", run_name=name, total=total, message="starting…")
-        self._thread = threading.Thread(target=self._main, args=(make_run,), daemon=True, name=f"trainer-{name}")
+        self._thread = threading.Thread(target=self._main, args=(make_run, lock), daemon=True,
+                                        name=f"trainer-{name}")
         self._thread.start()
 
     def _publish(self, **changes) -> None:
         with self._lock:
             self._status = dataclasses.replace(self._status, **changes)
 
-    def _main(self, make_run) -> None:
-        """The thread: open the run, train until done or stopped, save; every failure ends in the status."""
+    def _main(self, make_run, lock: ck.RunLock) -> None:
+        """The thread: open the run, train until done or stopped, save; every failure ends in the status; the
+        run folder's lock is released at the end."""
+        run = None
         try:
             torch.set_num_threads(self._threads or training_threads())
             run = make_run()
@@ -188,11 +222,14 @@ class Trainer:
             self._publish(state="failed", error="out of memory: lower the batch size or the width. "
                                                 "The last good checkpoint is kept.")
         except OSError as e:
-            self._publish(state="failed", error=f"could not write the checkpoint ({e.strerror or e}); is the disk "
-                                                "full? The previous checkpoint is still valid.")
+            where = e.filename or (run.out if run is not None else "the run folder")
+            self._publish(state="failed", error=f"{ck.write_problem(where, e)}. The last complete checkpoint is "
+                                                "kept.")
         except Exception as e:  # anything else: visible in the status, never a silent dead thread
             self._publish(state="failed", error=f"{type(e).__name__}: {e}",
                           message=traceback.format_exc(limit=3))
+        finally:
+            lock.release()
 
     def _train(self, run: TrainingRun) -> None:
         """Step `run` until it is done or asked to stop, publishing a status after every step."""
