@@ -172,10 +172,17 @@ def test_clicking_a_tile_inspects_it(tmp_path_factory):
             page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]", timeout=120_000)
             grid = page.locator("[data-testid=stPlotlyChart]").first
             grid.scroll_into_view_if_needed()
-            point = grid.locator(".scatterlayer .trace .points path").nth(3 * 10 + 4)   # digit 3, rank 5
-            box = point.bounding_box()
-            page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-            page.wait_for_function("() => document.body.innerText.includes('rank 5 of 10')", timeout=60_000)
+            for attempt in range(3):           # a click while plotly is still drawing is lost: click again
+                point = grid.locator(".scatterlayer .trace .points path").nth(3 * 10 + 4)   # digit 3, rank 5
+                box = point.bounding_box()
+                page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+                try:
+                    page.wait_for_function("() => document.body.innerText.includes('rank 5 of 10')",
+                                           timeout=20_000)
+                    break
+                except Exception:
+                    if attempt == 2:
+                        raise
             page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]", timeout=60_000)
             assert page.locator("[data-testid=stException]").count() == 0
             assert "digit 3, seed" in page.inner_text("body")                   # the inspector shows that tile

@@ -106,17 +106,3 @@ def test_st_stop_and_st_rerun_pass_through_the_page_wrapper():
     at = AppTest.from_function(_control_flow_app, default_timeout=30).run()
     assert not at.exception and not at.error
     assert at.session_state["reruns"] == 1 and [m.value for m in at.markdown] == ["before"]
-
-
-# -- the training form's size cap --------------------------------------------------------------------------------------
-def test_the_size_cap_names_the_parameters_memory_and_time():
-    from engine.presets import PRESETS, customise
-    from ui.training_view import MAX_TRAIN_PARAMS, param_count, too_big
-
-    assert all(too_big(p.model) is None for p in PRESETS.values())     # every preset trains
-    huge = customise("tiny", base_channels=512, num_res_blocks=8).model
-    n = param_count(huge)
-    assert n > 900e6 > MAX_TRAIN_PARAMS
-    reason = too_big(huge)
-    assert f"{n / 1e6:.1f} M parameters; the limit here is 20 M" in reason and f"{20 * n / 2**30:.1f} GB" in reason
-    assert "× as long as the `default` model's" in reason and reason.endswith("Lower the width or the depth.")

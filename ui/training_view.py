@@ -2,62 +2,24 @@
 history (what the page shows before anyone trains), the film, the runs table."""
 from __future__ import annotations
 
-import functools
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import streamlit as st
-import torch
 
-from engine.checkpoints import CheckpointError, read_configs
-from engine.config import ConfigError, ModelConfig, TrainConfig
-from engine.presets import PRESETS, customise
+from engine.checkpoints import CheckpointError, read_configs, resolve
+from engine.config import ConfigError, TrainConfig
+from engine.presets import PRESETS, check_model_size, customise
 from engine.training.runs import (METRICS, SNAPSHOTS, bucket_loss, judge_snapshots, list_runs, list_shipped,
                                   load_snapshots, loss_history, read_metrics, read_report)
 from engine.training.trainer import TrainerBusy
-from engine.unet import build_model, count_parameters
 
 from . import figures, resources, roles, widgets
 
 HISTORY_MODEL = "default"      # the shipped model whose own recorded training the page shows before anyone trains
 CHANCE = 0.1                   # a random guess among the ten digits
-MAX_TRAIN_PARAMS = 20_000_000  # the form refuses larger models (to become the engine's own cap once it lands)
-TRAIN_BYTES_PER_PARAM = 20     # fp32 weights, their EMA copy, gradients and Adam's two moments: 5 × 4 bytes
-
-
-@functools.lru_cache(maxsize=32)
-def param_count(model_config: ModelConfig) -> int:
-    """Parameters of the architecture, counted on the meta device: no memory is allocated for the weights."""
-    with torch.device("meta"):
-        return count_parameters(build_model(model_config))
-
-
-def too_big(model_config: ModelConfig) -> str | None:
-    """Why the form refuses this model (its size against MAX_TRAIN_PARAMS, in memory and time), or None."""
-    n = param_count(model_config)
-    if n <= MAX_TRAIN_PARAMS:
-        return None
-    ref = param_count(PRESETS[HISTORY_MODEL].model)
-    took = _reference_step()
-    took = f"; {took[0]:.1f} s a step on the {took[1]} that trained it" if took else ""
-    return (f"This model has {n / 1e6:,.1f} M parameters; the limit here is {MAX_TRAIN_PARAMS / 1e6:.0f} M. "
-            f"Training it would hold about {n * TRAIN_BYTES_PER_PARAM / 2**30:.1f} GB (weights, their EMA, "
-            f"gradients and Adam's two moments: {TRAIN_BYTES_PER_PARAM} bytes a parameter, before activations), "
-            f"and each step would take roughly {n / ref:,.0f}× as long as the `{HISTORY_MODEL}` model's "
-            f"({ref / 1e6:.2f} M parameters{took}). "
-            "Lower the width or the depth.")
-
-
-def _reference_step() -> tuple[float, str] | None:
-    """(seconds per training step, device) of the shipped HISTORY_MODEL, from its meta.json; None if unreadable."""
-    try:
-        meta = json.loads((history_dir() / "meta.json").read_text())
-        return float(meta["wall_time_s"]) / int(meta["step"]), str(meta.get("device", "machine")).upper()
-    except (OSError, ValueError, KeyError, TypeError, ZeroDivisionError):
-        return None
 
 
 def start_form(can_control: bool) -> None:
@@ -86,10 +48,7 @@ def start_form(can_control: bool) -> None:
         try:
             p = customise(preset, base_channels=int(width), num_res_blocks=int(depth), lr=float(lr),
                           batch_size=int(batch), T=int(T), kind=kind, p_uncond=float(p_uncond), steps=int(steps))
-            refusal = too_big(p.model)
-            if refusal:
-                st.error(refusal)
-                return
+            check_model_size(p.model)                            # ConfigError with the reason, shown below
             init_from = None if init == "fresh weights" else resources.model_choices()[init]
             trainer.start(name, p.model, p.schedule, p.train, p.recommended, init_from=init_from)
             st.session_state.pop("training.stamp", None)        # the next run gets a fresh default name
@@ -199,7 +158,9 @@ def _stamp(folder: Path) -> tuple:
 
 @st.cache_data(max_entries=4, show_spinner=False)
 def _recorded(folder: str, stamp: tuple) -> dict:
-    """config, meta, metrics records, snapshots and report of a model folder (raises CheckpointError)."""
+    """config, meta, metrics records, snapshots and report of a model folder (raises CheckpointError); a run
+    in the middle of a save is read from its complete copy (engine.checkpoints.resolve)."""
+    folder = str(resolve(folder))
     config, meta = read_configs(folder)
     return {"config": config, "meta": meta, "metrics": read_metrics(Path(folder) / METRICS),
             "snapshots": load_snapshots(folder), "report": read_report(folder)}
@@ -211,7 +172,7 @@ def _judged(folder: str, stamp: tuple) -> list[dict] | None:
     judge = resources.get_judge()
     if judge is None:
         return None
-    return judge_snapshots(judge, load_snapshots(folder))
+    return judge_snapshots(judge, load_snapshots(resolve(folder)))
 
 
 def _loss_title(tc: TrainConfig | None) -> str:
@@ -439,7 +400,7 @@ def runs_table(can_control: bool) -> None:
             try:
                 resources.get_trainer().resume_run(name)
                 st.rerun()
-            except (TrainerBusy, FileNotFoundError, ValueError) as e:
+            except (TrainerBusy, FileNotFoundError, ValueError, CheckpointError) as e:
                 st.error(str(e))
 
 
