@@ -105,7 +105,7 @@ class Checkpoint:
 
 
 # -- bounded reading -----------------------------------------------------------------------------------------------
-_STRING = re.compile(rb'"(?:[^"\\]+|\\.)*"', re.S)
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)   # unrolled: linear even on an unclosed string
 _NOT_BRACKET = re.compile(rb"[^\[\]{}]+")
 
 

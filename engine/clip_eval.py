@@ -88,6 +88,8 @@ class Scorer:
 
     def encode_images(self, x: torch.Tensor, batch: int = 500) -> torch.Tensor:
         feats = []
+        if budget.remaining() is not None:          # under a deadline: check it every few images, not every 500
+            batch = min(batch, 32)
         with torch.inference_mode():
             for i in range(0, x.shape[0], batch):
                 budget.check()

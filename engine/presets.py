@@ -119,7 +119,7 @@ def check_model_size(model_config: ModelConfig) -> int:
         default = parameter_count(PRESETS["default"].model)
         raise ConfigError(f"this model has {n / 1e6:,.1f} M parameters, {n / default:,.0f}× the shipped default's "
                           f"{default / 1e6:.2f} M: training it needs ~{20 * n / 2**30:.1f} GB for its weights, EMA, "
-                          f"gradients and Adam state alone (20 bytes a parameter, before activations), and each "
-                          f"step computes about that many times more. Models here are limited to "
-                          f"{MAX_PARAMS / 1e6:.0f} M parameters: lower the width, depth or channel multipliers")
+                          f"gradients and Adam state alone (20 bytes a parameter, before activations). Models here "
+                          f"are limited to {MAX_PARAMS / 1e6:.0f} M parameters: lower the width, depth or channel "
+                          f"multipliers")
     return n

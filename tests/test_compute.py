@@ -142,7 +142,12 @@ def test_run_limited_stops_a_learner_at_the_deadline_and_charges_the_time(tiny_m
 def test_heavy_work_calling_heavy_work_does_not_wait_for_itself():
     q = compute.WorkQueue(workers=1)
     inner = lambda: compute.run_limited(lambda: "done", compute.Limits("a", 5.0), queue=q)  # noqa: E731
-    assert compute.run_limited(inner, compute.Limits("a", 5.0), queue=q, meter=compute.ComputeBudget()) == "done"
+    got = []
+    t = threading.Thread(target=lambda: got.append(
+        compute.run_limited(inner, compute.Limits("a", 5.0), queue=q, meter=compute.ComputeBudget())), daemon=True)
+    t.start()
+    t.join(10)
+    assert got == ["done"], "the nested call waited for its own worker"
 
 
 # -- the store -------------------------------------------------------------------------------------------------------
@@ -165,3 +170,26 @@ def test_result_keys_hash_settings_dicts_and_arrays_by_value():
     k2 = compute._hashable(({"w": [1, 2], "steps": 5}, np.zeros(3)))
     assert k1 == k2 and hash(k1) == hash(k2)
     assert compute._hashable(np.ones(3)) != compute._hashable(np.zeros(3))
+
+
+def test_a_request_is_admitted_again_when_its_turn_comes():
+    """A learner with several tabs queues several requests while under budget; each is checked again when it
+    starts, so their sum cannot pass the budget."""
+    q, meter = compute.WorkQueue(workers=1), compute.ComputeBudget(allowed=5, window=60)
+    busy = q.enter(None)
+    q.wait(busy)                                   # the only worker is taken
+    result = []
+
+    def queued():
+        try:
+            result.append(compute.run_limited(lambda: "ran", compute.Limits("a", 5.0), queue=q, meter=meter))
+        except compute.Refused as e:
+            result.append(str(e))
+
+    t = threading.Thread(target=queued, daemon=True)
+    t.start()
+    time.sleep(0.2)                                # admitted and waiting
+    meter.charge("a", 6)                           # meanwhile the learner's other tab used up the budget
+    q.leave(busy)
+    t.join(10)
+    assert result and "Try again in" in result[0]

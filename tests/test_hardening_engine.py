@@ -111,6 +111,19 @@ def test_which_folders_force_may_delete(tmp_path):
     assert "'judge' model" in train_cli.why_not_deletable(judge)
     (tmp_path / "file").write_text("x")
     assert train_cli.why_not_deletable(tmp_path / "file") == "it is not a folder"
+    (run / "notes.md").unlink()
+    (run / "snapshots").mkdir(exist_ok=True)
+    (run / "snapshots" / "step-0000002.npy").write_bytes(b"x")
+    assert train_cli.why_not_deletable(run) is None
+    (run / "snapshots" / "holiday.jpg").write_bytes(b"x")               # a run's subfolders hold only its files
+    assert "snapshots/holiday.jpg" in train_cli.why_not_deletable(run)
+
+
+def test_force_never_deletes_a_shipped_model():
+    """checkpoints/ablations/* hold only what a run writes, yet they are tracked models, not runs."""
+    for shipped in ("checkpoints/ablations/no-skip", "checkpoints/default", "checkpoints/one-step"):
+        folder = train_cli.REPO_ROOT / shipped
+        assert "shipped with Diffusion Lab" in train_cli.why_not_deletable(folder), shipped
 
 
 # -- 2. checkpoint swaps: the newest complete copy, wherever a crash left it -----------------------------------------
@@ -276,6 +289,25 @@ def test_a_config_nested_100000_deep_is_an_error_for_its_folder_only(tmp_path):
     (bad / ck.CONFIG).write_text(" " * (ck.MAX_JSON_BYTES + 1))
     with pytest.raises(ck.CheckpointError, match="larger than 4 MB"):
         ck.read_configs(bad)
+
+
+def test_the_depth_scan_is_linear_on_an_unclosed_string(tmp_path):
+    """The string-skipping pattern once nested one repeat inside another: 22 characters of an unclosed string
+    after 70 brackets took 0.1 s, doubling with each more, holding the GIL for every session and the trainer
+    (so the check runs in a child process, which a timeout can stop)."""
+    import subprocess
+    import sys
+
+    (tmp_path / ck.CONFIG).write_text("[" * 70 + '"' + "a" * 60)
+    code = ("import sys; from engine import checkpoints as ck\n"
+            "try:\n    ck.read_json(sys.argv[1])\nexcept ck.CheckpointError as e:\n    print(e)")
+    try:
+        out = subprocess.run([sys.executable, "-c", code, str(tmp_path / ck.CONFIG)], capture_output=True, text=True,
+                             timeout=60).stdout
+    except subprocess.TimeoutExpired:
+        pytest.fail("the nesting scan did not finish: catastrophic backtracking")
+    assert "nests more than 64" in out
+    assert ck.json_depth(b'{"a\\"[": [1, "x]"]}') == 2          # brackets inside strings (and escapes) do not count
 
 
 def test_meta_report_evidence_metrics_and_snapshots_are_read_bounded(tmp_path, monkeypatch):

@@ -32,4 +32,5 @@ def test_five_sessions_interact_while_training_runs_and_a_hostile_learner_attack
     assert any("the limit is 16 MP" in r for r in res["refusals"]), res["refusals"]
     assert kinds["hostile: heavy request"]["n"] >= 1
     rss = res["server_rss_mb"]
+    assert rss["before"] and rss["max"], f"the server's memory could not be read from /proc: {rss}"
     assert rss["max"] - rss["before"] < MAX_GROWTH_MB, rss

@@ -142,3 +142,25 @@ sys.exit(0)
     assert saved.step >= left_at >= 4
     logged = [json.loads(l)["step"] for l in (tmp_path / "live" / "metrics.jsonl").read_text().splitlines()]
     assert logged[-1] == saved.step
+
+
+def test_the_run_lock_is_free_when_the_status_says_the_run_ended(tmp_path, monkeypatch):
+    """A Start or Resume that the final status invites must not meet the ending thread's own lock."""
+    from engine import checkpoints as ck
+
+    tr = Trainer(tmp_path, threads=1)
+    seen, publish = [], tr._publish
+
+    def watching(**changes):
+        if changes.get("state") in ("finished", "idle", "failed"):
+            try:
+                ck.RunLock(tmp_path / "r").acquire().release()
+                seen.append("free")
+            except ck.RunLocked:
+                seen.append("held")
+        publish(**changes)
+
+    monkeypatch.setattr(tr, "_publish", watching)
+    tr.start("r", TINY_MODEL, TINY_SCHEDULE, TINY_TRAIN.replace(steps=3, checkpoint_every=3), TINY_SAMPLE)
+    _wait(tr, lambda s: s.state == "finished")
+    assert seen == ["free"]

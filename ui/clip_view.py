@@ -100,7 +100,7 @@ def _cfg(config_json: str) -> SampleConfig:
     return SampleConfig.from_dict(json.loads(config_json))
 
 
-@st.cache_data(max_entries=16, show_spinner=False)
+@compute.heavy(16, "Drawing the 100 digits")
 def _images(path: str, sha: str, config_json: str) -> np.ndarray:
     """The ranked batch's pixels (N, 28, 28) uint8, through the sample cache (the shipped batch is a cache hit)."""
     ck = resources.load_model(path)
@@ -125,7 +125,8 @@ def ranking(ck, config: SampleConfig, kind: str, cid: str) -> dict:
     e = evidence.lookup(ck.path, "clip_ranking", **cev.ranking_params(ck.sha256, config, cid)) if ck.sha256 else None
     if e is not None:
         result = e["result"]
-        with st.spinner("Drawing the 100 digits (a sample-cache hit for the shipped settings)…"):
+        with st.spinner("Drawing the 100 digits (a sample-cache hit for the shipped settings)…"), \
+                compute.stop_if_refused():
             images = _images(str(ck.path), ck.sha256, cj)
     else:
         with st.spinner(estimate(ck.path, "clip_ranking", "Generating 10 digits per class and scoring them")), \

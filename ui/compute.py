@@ -93,6 +93,7 @@ class WorkQueue:
                     self._waiting.remove(ticket)
                     self._running.append(ticket)
                     ticket.started = time.monotonic()
+                    self._cv.notify_all()         # the next in line may be eligible now (another worker is free)
                     return
                 position = (self._ahead(ticket), len(self._running))
             if on_wait is not None and position != shown:
@@ -217,6 +218,8 @@ def run_limited(fn: Callable, limits: Limits, on_wait=None, queue: WorkQueue | N
     if limits.owner is not None:
         meter.admit(limits.owner)
     with queue.turn(limits.owner, on_wait):
+        if limits.owner is not None:
+            meter.admit(limits.owner)              # again: the learner's earlier requests ran while this one queued
         t0 = time.monotonic()
         _inside.turn = True
         try:
@@ -224,8 +227,8 @@ def run_limited(fn: Callable, limits: Limits, on_wait=None, queue: WorkQueue | N
                 return fn()
         except budget.BudgetExceeded:
             raise Refused(f"This needs more than the {limits.seconds:.0f} s of computing one learner request may "
-                          "use on the shared laptop, so it was stopped. Choose fewer steps or samples, or ask "
-                          "the instructor, who has no limit.") from None
+                          "use on the shared laptop, so it was stopped. Try settings closer to the page's own (they "
+                          "are stored, so they show at once), or ask the instructor, who has no limit.") from None
         finally:
             _inside.turn = False
             if limits.owner is not None:

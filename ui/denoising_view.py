@@ -36,7 +36,7 @@ def _measured() -> compute.ResultStore:
     return compute.ResultStore(16)
 
 
-def cached_panel(path: str, sha: str, panel: str, params_json: str, progress=None) -> dict:
+def cached_panel(path: str, sha: str, panel: str, params_json: str, progress=None, on_wait=None) -> dict:
     """A Denoising panel measured now, with the same code and parameters as `engine precompute` uses; measured
     once per server and settings, through the shared queue and the learner's budget (see ui.compute)."""
     import json
@@ -51,7 +51,7 @@ def cached_panel(path: str, sha: str, panel: str, params_json: str, progress=Non
         return result
 
     hit = store.get(key)
-    return hit if hit is not compute.ResultStore._MISSING else compute.run_limited(work, compute.limits())
+    return hit if hit is not compute.ResultStore._MISSING else compute.run_limited(work, compute.limits(), on_wait)
 
 
 def _settings_diff(stored: dict, wanted: dict, prefix: str = "") -> list[str]:
@@ -100,8 +100,12 @@ def panel_result(ck, path: str, panel: str, params: dict, what: str, key: str) -
     def progress(done: int, total: int) -> None:
         bar.progress(min(done / max(total, 1), 1.0), text=f"{label}: {done} of {total}, {time.perf_counter() - t0:.0f} s")
 
+    def on_wait(ahead: int, running: int) -> None:
+        bar.progress(0.0, text=f"{label}: queued, {ahead} request{'s' if ahead != 1 else ''} ahead of yours "
+                               f"({running} of {compute.QUEUE.workers} workers busy)")
+
     try:
-        result = cached_panel(path, ck.sha256, panel, params_json, progress)
+        result = cached_panel(path, ck.sha256, panel, params_json, progress, on_wait)
     except compute.Refused as e:
         bar.empty()
         st.warning(str(e))

@@ -41,52 +41,62 @@ def check_passcode(given: str, expected: str | None) -> bool:
 @dataclass
 class _Tries:
     failures: int = 0
-    next_at: float = 0.0           # clock time before which this session's guesses are not even checked
+    next_at: float = 0.0           # clock time before which this client's guesses are not even checked
     last: float = 0.0
 
 
 class PasscodeGuard:
-    """Throttles passcode guesses, per session and across the whole server (thread-safe; one per process).
+    """Throttles passcode guesses, per client and across the whole server (thread-safe; one per process).
 
-    Per session: after the k-th wrong guess the next one is refused unchecked for 2**max(1, k-1) s (2, 2, 4, 8 …);
-    SESSION_LOCKOUT wrong guesses lock the session for SESSION_LOCK_S. Across the server (a crafted client opens
-    many sessions): GLOBAL_LIMIT wrong guesses within GLOBAL_WINDOW_S pause every unlock for GLOBAL_PAUSE_S.
-    Nothing sleeps: early guesses get a refusal that says when to try again. `clock` is injectable for tests.
+    A client is a browser's address (ui.compute.owner: reloading the page or opening tabs does not make a new
+    one), or its session when it connects from this machine. Per client: after the k-th wrong guess the next one
+    is refused unchecked for 2**max(1, k-1) s (2, 2, 4, 8 …); SESSION_LOCKOUT wrong guesses lock the client out
+    for SESSION_LOCK_S. Across the server (several machines guessing together): once GLOBAL_LIMIT wrong guesses
+    fell within GLOBAL_WINDOW_S, one guess is checked every GLOBAL_SPACING_S for everyone, so the instructor still
+    gets in within seconds while guessing slows to a crawl. Nothing sleeps: early guesses get a refusal that says
+    when to try again. `clock` is injectable for tests.
     """
     SESSION_LOCKOUT, SESSION_LOCK_S = 10, 15 * 60
-    GLOBAL_LIMIT, GLOBAL_WINDOW_S, GLOBAL_PAUSE_S = 50, 10 * 60, 5 * 60
+    GLOBAL_LIMIT, GLOBAL_WINDOW_S, GLOBAL_SPACING_S = 50, 10 * 60, 5
 
     def __init__(self, clock: Callable[[], float] = time.monotonic):
         self._clock = clock
         self._lock = threading.Lock()
         self._sessions: dict[str, _Tries] = {}
         self._failures: deque[float] = deque()       # times of recent wrong guesses, server-wide
-        self._paused_until = 0.0
+        self._next_global_at = 0.0                 # under attack: no guess is checked before this time
 
-    def attempt(self, session: str, given: str, expected: str | None) -> tuple[bool, str]:
+    def attempt(self, client: str, given: str, expected: str | None) -> tuple[bool, str]:
         """(unlocked?, message for the learner). Refused guesses are not compared with the passcode."""
         with self._lock:
             now = self._clock()
-            tries = self._sessions.get(session, _Tries())     # stored only once it has failed
+            tries = self._sessions.get(client, _Tries())      # stored only once it has failed
             refusal = self._refusal(tries, now)
             if refusal:
                 return False, refusal
+            if self._under_attack(now):
+                self._next_global_at = now + self.GLOBAL_SPACING_S
             if check_passcode(given, expected):
-                self._sessions.pop(session, None)
+                self._sessions.pop(client, None)
                 return True, "Unlocked."
-            self._sessions[session] = tries
+            self._sessions[client] = tries
             return False, self._fail(tries, now)
 
+    def _under_attack(self, now: float) -> bool:
+        while self._failures and self._failures[0] <= now - self.GLOBAL_WINDOW_S:
+            self._failures.popleft()
+        return len(self._failures) >= self.GLOBAL_LIMIT
+
     def _refusal(self, tries: _Tries, now: float) -> str:
-        if now < self._paused_until:
-            return (f"Unlocking is paused for everyone for {_span(self._paused_until - now)}: this server saw "
-                    f"{self.GLOBAL_LIMIT} wrong passcodes within {self.GLOBAL_WINDOW_S // 60} minutes. The instructor "
-                    "can wait, or restart the server to clear the pause.")
         if now < tries.next_at:
             locked = tries.failures >= self.SESSION_LOCKOUT
-            why = (f"Not checked: {tries.failures} wrong passcodes locked this session" if locked
+            why = (f"Not checked: {tries.failures} wrong passcodes locked this browser out" if locked
                    else "Too soon, not checked: each wrong passcode makes the next try wait longer")
             return f"{why}. Try again in {_span(tries.next_at - now)}."
+        if self._under_attack(now) and now < self._next_global_at:
+            return (f"Not checked: this server saw {len(self._failures)} wrong passcodes in the last "
+                    f"{self.GLOBAL_WINDOW_S // 60} minutes, so it checks one try every {self.GLOBAL_SPACING_S} s "
+                    f"for everyone. Try again in {_span(self._next_global_at - now)}.")
         return ""
 
     def _fail(self, tries: _Tries, now: float) -> str:
@@ -94,18 +104,16 @@ class PasscodeGuard:
         tries.last = now
         if tries.failures >= self.SESSION_LOCKOUT:
             tries.next_at = now + self.SESSION_LOCK_S
-            msg = f"Wrong passcode, {tries.failures} times: this session is locked for {_span(self.SESSION_LOCK_S)}."
+            msg = f"Wrong passcode, {tries.failures} times: this browser is locked out for {_span(self.SESSION_LOCK_S)}."
         else:
             delay = 2 ** max(1, tries.failures - 1)
             tries.next_at = now + delay
             msg = f"Wrong passcode. The next try is checked in {_span(delay)} at the earliest."
         self._failures.append(now)
-        while self._failures and self._failures[0] <= now - self.GLOBAL_WINDOW_S:
-            self._failures.popleft()
-        if len(self._failures) >= self.GLOBAL_LIMIT:
-            self._paused_until = now + self.GLOBAL_PAUSE_S
-            self._failures.clear()
-            msg += f" Too many wrong passcodes on this server: unlocking is paused for {_span(self.GLOBAL_PAUSE_S)}."
+        if self._under_attack(now) and self._next_global_at <= now:
+            self._next_global_at = now + self.GLOBAL_SPACING_S
+            msg += (f" Too many wrong passcodes on this server: it now checks one try every "
+                    f"{self.GLOBAL_SPACING_S} s for everyone.")
         # sessions quiet for a lockout's length start afresh (and the table stays small: failures are rare)
         for k in [k for k, t in self._sessions.items() if t.next_at <= now and t.last < now - self.SESSION_LOCK_S]:
             del self._sessions[k]
@@ -118,13 +126,6 @@ def _span(seconds: float) -> str:
 
 
 GUARD = PasscodeGuard()
-
-
-def _session_id() -> str:
-    from streamlit.runtime.scriptrunner import get_script_run_ctx
-
-    ctx = get_script_run_ctx()
-    return ctx.session_id if ctx is not None else "local"
 
 
 def role() -> str:
@@ -163,7 +164,9 @@ def sidebar() -> None:
     with st.form("app.unlock", clear_on_submit=True):
         code = st.text_input("Instructor passcode", type="password", key="app.unlock.passcode")
         if st.form_submit_button("Unlock", key="app.unlock.submit"):
-            ok, message = GUARD.attempt(_session_id(), code, os.environ.get("DIFFUSION_LAB_PASSCODE"))
+            from .compute import owner
+
+            ok, message = GUARD.attempt(owner(), code, os.environ.get("DIFFUSION_LAB_PASSCODE"))
             if ok:
                 st.session_state[ROLE_KEY] = "instructor"
                 st.rerun()

@@ -17,6 +17,7 @@ from engine.training.runs import (METRICS, SNAPSHOTS, bucket_loss, judge_snapsho
 from engine.training.trainer import TrainerBusy
 
 from . import figures, resources, roles, widgets
+from .errors import without_paths
 
 HISTORY_MODEL = "default"      # the shipped model whose own recorded training the page shows before anyone trains
 CHANCE = 0.1                   # a random guess among the ten digits
@@ -92,7 +93,7 @@ def live_panel() -> None:
         st.progress(frac, text=f"**{s.run_name}** · {s.state} · step {s.step}/{s.total} · "
                                f"{s.images_per_s:.0f} images/s on {s.device}{eta}")
         if s.error:
-            st.error(s.error)
+            st.error(without_paths(s.error))
         c1, c2, c3 = st.columns(3)
         c1.plotly_chart(figures.loss_figure(list(s.loss_history)), key="training.loss")
         c2.plotly_chart(figures.bucket_figure(list(s.loss_by_bucket)), key="training.buckets")
@@ -160,10 +161,10 @@ def _stamp(folder: Path) -> tuple:
 def _recorded(folder: str, stamp: tuple) -> dict:
     """config, meta, metrics records, snapshots and report of a model folder (raises CheckpointError); a run
     in the middle of a save is read from its complete copy (engine.checkpoints.resolve)."""
-    folder = str(resolve(folder))
-    config, meta = read_configs(folder)
-    return {"config": config, "meta": meta, "metrics": read_metrics(Path(folder) / METRICS),
-            "snapshots": load_snapshots(folder), "report": read_report(folder)}
+    config, meta = read_configs(folder)                   # re-reads by itself when a save swaps the folder
+    copy = resolve(folder)
+    return {"config": config, "meta": meta, "metrics": read_metrics(copy / METRICS),
+            "snapshots": load_snapshots(copy), "report": read_report(copy)}
 
 
 @st.cache_data(max_entries=4, show_spinner="The judge is reading each snapshot…")
@@ -348,7 +349,7 @@ def runs_table(can_control: bool) -> None:
               "params (M)": r["params"] / 1e6 if r.get("params") else None, "MFLOP": r.get("mflop_per_image"),
               "images/s": r.get("images_per_s"),
               "wall min": r["wall_time_s"] / 60 if r.get("wall_time_s") else None,
-              "steps": r.get("step"), "error": r.get("error")} for r in rows]
+              "steps": r.get("step"), "error": without_paths(r["error"]) if r.get("error") else None} for r in rows]
     df = pd.DataFrame(table)
     from_report = all(str(r.get("judged_on", "")).startswith("report.json") for r in rows if "error" not in r)
     errors = ["error"] if not df["error"].isna().all() else []
@@ -375,7 +376,7 @@ def runs_table(can_control: bool) -> None:
                "pass per image. images/s = images seen ÷ wall time, from meta.json: the shipped models were trained "
                "with different thread counts, partly side by side (see their PROVENANCE.md), so compare their cost "
                "with MFLOP."
-               + "".join(f" Could not read {r['name']}: {r['error']}." for r in rows if "error" in r))
+               + "".join(f" Could not read {r['name']}: {without_paths(r['error'])}." for r in rows if "error" in r))
     ok = [r for r in rows if "error" not in r and r.get("judge_accuracy") is not None]
     if ok:
         colours = ["#1f77b4" if r["source"] == "shipped" else "#ff7f0e" for r in ok]

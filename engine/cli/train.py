@@ -39,8 +39,9 @@ def add_train(sub) -> None:
     t.add_argument("--out", required=True, help="run folder (checkpoint + metrics.jsonl + snapshots/)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     t.add_argument("--force", action="store_true",
-                   help="delete an existing --out and start over; only a run folder (a diffusion checkpoint or a "
-                        "metrics.jsonl, and nothing but what a run writes) is ever deleted")
+                   help="delete an existing --out and start over; only a training run's folder (a diffusion "
+                        "checkpoint or a metrics.jsonl, and nothing but what a run writes) outside the shipped "
+                        "models is ever deleted")
     t.add_argument("--model-set", action="append", metavar="KEY=VALUE",
                    help="override a model setting, e.g. skip_connections=false or arch=cnn (repeatable)")
     t.add_argument("--allow-large", action="store_true",
@@ -126,11 +127,18 @@ def why_not_deletable(out: Path) -> str | None:
 
     if not out.is_dir():
         return "it is not a folder"
+    shipped = REPO_ROOT / "checkpoints"
+    target = out.resolve()
+    if shipped in target.parents and (shipped / "runs") not in [target, *target.parents]:
+        return "it is a model shipped with Diffusion Lab (under checkpoints/, outside checkpoints/runs/)"
     names = {p.name for p in out.iterdir()}
     foreign = sorted(n for n in names if n not in RUN_FILES and not (n.startswith(".") and n.endswith(".tmp")))
     if foreign:
         return (f"it holds files a training run does not write ({', '.join(foreign[:5])}"
                 + (", ..." if len(foreign) > 5 else "") + "); move them away or delete the folder yourself")
+    stray = _stray_in_subfolders(out)
+    if stray:
+        return f"its subfolders hold files a training run does not write ({', '.join(stray[:5])})"
     if not ({"config.json", "meta.json"} <= names or {"weights.safetensors", "metrics.jsonl"} & names):
         return "it is not a training run's folder (no checkpoint, no metrics.jsonl)"
     try:
@@ -141,6 +149,20 @@ def why_not_deletable(out: Path) -> str | None:
     if kind != "diffusion":
         return f"it holds a {kind!r} model, not a diffusion training run"
     return None
+
+
+SUBFOLDER_FILES = {"snapshots": ("step-*.npy",), "evidence": ("*.json",), "precomputed": ("*.safetensors", "*.json")}
+
+
+def _stray_in_subfolders(out: Path) -> list[str]:
+    """Files inside snapshots/, evidence/ and precomputed/ that are not what a run or `precompute` writes there."""
+    stray = []
+    for sub, patterns in SUBFOLDER_FILES.items():
+        folder = out / sub
+        if folder.is_dir():
+            stray += [str(p.relative_to(out)) for p in folder.rglob("*")
+                      if not (p.is_file() and p.parent == folder and any(p.match(pat) for pat in patterns))]
+    return sorted(stray)
 
 
 def _resume_run(a: argparse.Namespace, device, out: Path):

@@ -128,7 +128,8 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, schedule: Noi
     if not torch.isfinite(loss):
         raise NonFiniteLoss(
             f"the loss became {loss.item()} at step {step}: the learning rate {cfg.lr:g} is probably too high "
-            f"for this model; try {cfg.lr / 10:g}")
+            f"for this model; try {cfg.lr / 10:g} (the CLI: `train --resume --lr {cfg.lr / 10:g}`; the Training page: "
+            f"a new run with that learning rate)")
     lr = lr_at(step, cfg)
     for group in optimizer.param_groups:
         group["lr"] = lr

@@ -4,12 +4,12 @@ the UI. Outside code calls start / pause / resume / stop and reads immutable Tra
 from __future__ import annotations
 
 import atexit
+import logging
 import dataclasses
 import os
 import re
 import threading
 import time
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +24,7 @@ from .runs import DEFAULT_RUNS_ROOT, METRICS, load_snapshots, read_metrics
 from .step import NonFiniteLoss
 
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,47}$")
+LOG = logging.getLogger(__name__)
 MAX_HISTORY = 4000          # loss-chart points kept; beyond it the history is halved (every other point)
 
 
@@ -205,31 +206,33 @@ class Trainer:
             self._status = dataclasses.replace(self._status, **changes)
 
     def _main(self, make_run, lock: ck.RunLock) -> None:
-        """The thread: open the run, train until done or stopped, save; every failure ends in the status; the
-        run folder's lock is released at the end."""
-        run = None
+        """The thread: open the run, train until done or stopped, save; every failure ends in the status. The run
+        folder's lock is released before the final status is published, so a Start or Resume that the status
+        invites is never refused by this thread's own lock."""
+        run, final = None, {}
         try:
             torch.set_num_threads(self._threads or training_threads())
             run = make_run()
             self._train(run)
             path = run.save()
             message = "finished" if run.done else f"stopped at step {run.step_count} (checkpoint saved)"
-            self._publish(state="finished" if run.done else "idle", last_checkpoint=str(path),
-                          step=run.step_count, message=message)
+            final = dict(state="finished" if run.done else "idle", last_checkpoint=str(path), step=run.step_count,
+                         message=message)
         except NonFiniteLoss as e:
-            self._publish(state="failed", error=f"{e}. The last good checkpoint is kept.")
+            final = dict(state="failed", error=f"{e}. The last good checkpoint is kept.")
         except torch.OutOfMemoryError:
-            self._publish(state="failed", error="out of memory: lower the batch size or the width. "
-                                                "The last good checkpoint is kept.")
+            final = dict(state="failed", error="out of memory: lower the batch size or the width. The last good "
+                                               "checkpoint is kept.")
         except OSError as e:
             where = e.filename or (run.out if run is not None else "the run folder")
-            self._publish(state="failed", error=f"{ck.write_problem(where, e)}. The last complete checkpoint is "
-                                                "kept.")
+            final = dict(state="failed", error=f"{ck.write_problem(where, e)}. The last complete checkpoint is kept.")
         except Exception as e:  # anything else: visible in the status, never a silent dead thread
-            self._publish(state="failed", error=f"{type(e).__name__}: {e}",
-                          message=traceback.format_exc(limit=3))
+            LOG.error("training thread failed", exc_info=e)
+            final = dict(state="failed", error=f"{type(e).__name__}: {e}")
         finally:
             lock.release()
+            if final:
+                self._publish(**final)
 
     def _train(self, run: TrainingRun) -> None:
         """Step `run` until it is done or asked to stop, publishing a status after every step."""
