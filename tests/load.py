@@ -307,6 +307,13 @@ class MemoryWatch:
         self._stop = True
 
 
+def _quarters(samples: list[float]) -> list[list[float]]:
+    """The samples in four consecutive runs of equal length (the last may be longer); empty ones left out."""
+    k = len(samples) // 4
+    parts = [samples[i * k:(i + 1) * k] for i in range(3)] + [samples[3 * k:]] if k else [samples]
+    return [p for p in parts if p]
+
+
 def start_server(runs_root: Path) -> tuple[int, subprocess.Popen]:
     """The dashboard in classroom mode on loopback, runs and log (server.log) in runs_root; returns (port, proc)."""
     port = free_port()
@@ -392,7 +399,8 @@ async def run_load(sessions: int, seconds: float, port: int, runs_root: Path, se
         "training": train, "hostile_sessions": hostile,
         "refusals": sorted(set(stats.refusals))[:10], "refusal_count": len(stats.refusals),
         "server_rss_mb": {"before": round(rss_before, 1) if rss_before else None,
-                          "max": round(max(memory.samples), 1) if memory.samples else None},
+                          "max": round(max(memory.samples), 1) if memory.samples else None,
+                          "by_quarter": [round(max(q), 1) for q in _quarters(memory.samples)]},
     }
     return res
 
