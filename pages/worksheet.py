@@ -1,19 +1,76 @@
-"""Worksheet: every prompt with a 'Show me' preset, the instructor's note, and the learner's answers."""
+"""Worksheet: every prompt with a 'Show me' preset, the instructor's note, and the learner's answers, kept for this
+browser on the server's disk (ui/workbook.py): a page change, a "Show me", a reload or a restart loses nothing."""
 import time
 from urllib.parse import urlencode
 
 import streamlit as st
 
-from ui import notes, roles
+from ui import notes, roles, workbook
 from ui.worksheet_content import PROMPTS
 
 import ui  # noqa: E402
 
 ui.ensure_frame()
 
+BOOK = "worksheet._book"              # the workbook id the answer boxes were filled from
+ERROR = "worksheet._save_error"
+
+
+def _key(number: str) -> str:
+    return f"worksheet.answer.{number}"
+
+
+def _fill(book: str | None) -> None:
+    """Fill the answer boxes from the saved workbook before they are drawn: every box Streamlit dropped when the
+    learner left the page, and, when this browser's id has just arrived, every box still empty."""
+    saved = {}
+    if book is not None:
+        try:
+            saved = workbook.load(book)
+        except workbook.WorkbookError as e:
+            st.error(str(e))
+    arrived = book is not None and st.session_state.get(BOOK) != book
+    for p in PROMPTS:
+        if _key(p.number) not in st.session_state or (arrived and not st.session_state[_key(p.number)]):
+            st.session_state[_key(p.number)] = saved.get(p.number, "")
+    if arrived:
+        st.session_state[BOOK] = book
+        for p in PROMPTS:                         # typed before the id arrived: save it now
+            if st.session_state[_key(p.number)] and not saved.get(p.number):
+                _save(p.number)
+
+
+def _save(number: str) -> None:
+    """on_change of an answer box: write it to this browser's workbook at once."""
+    book = st.session_state.get(BOOK)
+    if book is None:
+        st.session_state[ERROR] = "Not saved yet: this browser's workbook is still opening. Leave the box again."
+        return
+    try:
+        workbook.save_answer(book, number, st.session_state.get(_key(number), ""))
+        st.session_state.pop(ERROR, None)
+    except workbook.WorkbookError as e:
+        st.session_state[ERROR] = str(e)
+
+
+def _clear() -> None:
+    """on_click of the confirmed "Delete all my answers"."""
+    book = st.session_state.get(BOOK)
+    if book is not None:
+        workbook.clear(book)
+    for p in PROMPTS:
+        st.session_state[_key(p.number)] = ""
+    st.session_state["worksheet.confirm_clear"] = False
+
+
 st.title("Worksheet")
-st.caption("Each 'Show me' opens the page with the settings that answer the prompt. Write your answers here "
-           "and download them as Markdown.")
+st.caption("Each 'Show me' opens the page with the settings that answer the prompt. Your answers are saved on this "
+           "server for this browser as soon as you leave a box: they survive changing pages, reloading and a "
+           "restart of the server. Download them as Markdown at the bottom.")
+book = workbook.browser_id() or st.session_state.get(BOOK)     # the component reports anew on each visit
+_fill(book)
+if st.session_state.get(ERROR):
+    st.warning(st.session_state[ERROR])
 show_notes = roles.is_instructor() and st.toggle("Show instructor notes", key="worksheet.notes")
 
 section = None
@@ -30,8 +87,10 @@ for p in PROMPTS:
             st.switch_page(p.page, query_params={k: str(v) for k, v in p.preset.items()})
         if show_notes:
             st.info(notes.note(p.number) or p.note)
-        st.text_area("Your answer", key=f"worksheet.answer.{p.number}", height=80, label_visibility="collapsed",
-                     placeholder="Your answer…")
+        st.text_area("Your answer", key=_key(p.number), height=80, label_visibility="collapsed",
+                     placeholder="Your answer… (saved when you leave the box)", on_change=_save, args=(p.number,),
+                     max_chars=workbook.MAX_ANSWER_CHARS)
+
 
 def _view_link(p) -> str:
     """Where the evidence for a prompt lives: the page's URL with the prompt's settings (opens the same view)."""
@@ -41,7 +100,13 @@ def _view_link(p) -> str:
 
 
 answers = "\n\n".join(f"## {p.number} {p.text}\n\nEvidence: [{p.page.split('/')[-1]}]({_view_link(p)})\n\n"
-                      f"{st.session_state.get(f'worksheet.answer.{p.number}', '') or '_(no answer yet)_'}"
+                      f"{st.session_state.get(_key(p.number), '') or '_(no answer yet)_'}"
                       for p in PROMPTS)
-st.download_button("Download my answers (Markdown)", f"# Diffusion Lab worksheet — {time.strftime('%Y-%m-%d')}\n\n{answers}\n",
+st.download_button("Download my answers (Markdown)",
+                   f"# Diffusion Lab worksheet — {time.strftime('%Y-%m-%d')}\n\n{answers}\n",
                    file_name="diffusion-lab-answers.md", mime="text/markdown")
+with st.expander("Clear my answers"):
+    written = sum(bool(st.session_state.get(_key(p.number))) for p in PROMPTS)
+    what = "my answer" if written == 1 else f"all {written} of my answers"
+    sure = st.checkbox(f"Yes, delete {what} from this server", key="worksheet.confirm_clear")
+    st.button("Delete all my answers", key="worksheet.clear", disabled=not sure, on_click=_clear)

@@ -3,6 +3,8 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Worksheet answers typed by in-process page tests go to a temporary folder, never the repository's workbooks/
+os.environ.setdefault("DIFFUSION_LAB_WORKBOOKS", __import__("tempfile").mkdtemp(prefix="diffusion-lab-workbooks-"))
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

@@ -24,7 +24,8 @@ def serve(runs_root: Path, log_path: Path, port: int | None = None, **extra_env:
     Returns (base url, process); raises RuntimeError with the log's tail if it exits or stays unhealthy for 60 s.
     """
     port = port or free_port()
-    env = dict(os.environ, HF_HUB_OFFLINE="1", DIFFUSION_LAB_RUNS=str(runs_root), **extra_env)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "DIFFUSION_LAB_RUNS": str(runs_root),
+           "DIFFUSION_LAB_WORKBOOKS": str(runs_root / "workbooks"), **extra_env}    # never the repository's
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard.py"),
                              "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
                              "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],

@@ -181,3 +181,38 @@ def test_every_show_me_lands_with_its_evidence_drawn(server, browser):
         assert page.locator("[data-testid=stSpinner]").count() == 0, p.number
     print("seconds from 'Show me' to a settled page (browser, this machine):", slow)
     page.close()
+
+
+def test_an_answer_survives_show_me_the_sidebar_a_reload_and_a_server_restart(tmp_path_factory, browser):
+    """Issue 20's bar: the learner's answer is kept per browser on the server's disk, not in the page's state."""
+    from playwright.sync_api import expect
+
+    from .server import free_port
+
+    runs, books, port = tmp_path_factory.mktemp("runs"), tmp_path_factory.mktemp("books"), free_port()
+    log = tmp_path_factory.mktemp("log") / "streamlit.log"
+    url, proc = serve(runs, log, port=port, DIFFUSION_LAB_WORKBOOKS=str(books))
+    answer = "Noise is added in small steps, so each step is easy to undo."
+    box = ".st-key-worksheet-answer-1-2 textarea"
+    try:
+        page = _open(browser, f"{url}/worksheet")
+        page.locator(box).fill(answer)
+        page.locator(box).press("Tab")                      # leaving the box saves it
+        expect(page.locator(".st-key-worksheet-show-1-2 button")).to_be_visible()
+        page.wait_for_timeout(1500)
+        page.locator(".st-key-worksheet-show-1-2 button").click()
+        page.wait_for_url("**/forward_process**", timeout=60_000)
+        page.get_by_role("link", name="Worksheet").click()
+        expect(page.locator(box)).to_have_value(answer, timeout=60_000)
+        page.reload()
+        expect(page.locator(box)).to_have_value(answer, timeout=60_000)
+    finally:
+        stop(proc)
+    assert any(books.glob("*.json"))
+    url, proc = serve(runs, log, port=port, DIFFUSION_LAB_WORKBOOKS=str(books))   # same origin, new server
+    try:
+        page.goto(f"{url}/worksheet")
+        expect(page.locator(box)).to_have_value(answer, timeout=90_000)
+        page.close()
+    finally:
+        stop(proc)
