@@ -24,6 +24,16 @@ PARAMS = [
 ]
 state.init(PAGE, PARAMS)
 k = lambda name: state.key(PAGE, name)  # noqa: E731
+MODEL_SETTINGS = ("w", "gfrom", "sampler", "steps")      # what a model recommends for itself
+if st.session_state.get(k("_model")) not in (None, path):  # the learner picked another model: its own settings
+    for p in PARAMS:
+        if p.name in MODEL_SETTINGS:
+            st.session_state[k(p.name)] = p.default
+    st.info(f"Another model: sampler, steps and guidance are reset to its recommendation ({rec.sampler.upper()}-"
+            f"{min(rec.steps, ck.schedule_config.T)}, w = {rec.guidance:g}, guided while t/T ≥ "
+            f"{rec.guidance_interval[0]:g}); a setting made for one model can be wrong for another (T = "
+            f"{ck.schedule_config.T} here).")
+st.session_state[k("_model")] = path
 if st.session_state[k("steps")] > ck.schedule_config.T:      # a link made for a model with a longer chain
     st.toast(f"this model has T = {ck.schedule_config.T} steps; using {ck.schedule_config.T}")
     st.session_state[k("steps")] = ck.schedule_config.T

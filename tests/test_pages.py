@@ -254,3 +254,23 @@ def test_denoising_speed_vs_quality_chart_runs_and_ignores_the_seed(app, monkeyp
     app.slider(key="denoising.w").set_value(2.0).run()             # a new guidance weight: measured again
     _ok(app)
     assert len(calls) == 2
+
+
+def test_switching_the_model_resets_the_sampler_settings_to_its_recommendation(app):
+    app.run()
+    app.switch_page("pages/denoising.py").run()                       # the tiny run
+    app.number_input(key="denoising.steps").set_value(1).run()
+    app.slider(key="denoising.w").set_value(7.0).run()
+    assert not any("Another model" in i.value for i in app.info)
+    app.session_state["denoising._model"] = "/a/model/picked/before"    # as if the sidebar had another one before
+    app.run()
+    _ok(app)
+    rec = app.session_state["app.model_path"]
+    from engine.checkpoints import load_checkpoint
+
+    rec = load_checkpoint(rec).recommended
+    assert app.number_input(key="denoising.steps").value == rec.steps != 1
+    assert app.slider(key="denoising.w").value == rec.guidance != 7.0
+    assert any("Another model: sampler, steps and guidance are reset" in i.value for i in app.info)
+    app.number_input(key="denoising.seed").set_value(5).run()         # the same model again: nothing is reset
+    assert not any("Another model" in i.value for i in app.info)
