@@ -1,7 +1,7 @@
 """Applications: worksheet 5.1 and 5.2 — inpainting, editing, upscaling, interpolation, and the limits."""
 import streamlit as st
 
-from ui import applications_view as view, compute, resources, widgets
+from ui import applications_view as view, compute, resources, state, widgets
 
 import ui  # noqa: E402
 
@@ -9,19 +9,29 @@ ui.ensure_frame()
 
 st.title("Applications: putting the model to work")
 path, ck = resources.require_model()
+PAGE = "apps"
+APPS = ["Inpainting", "Editing (SDEdit)", "Upscaling", "Interpolation", "Style (B4)", "Limits"]
+PARAMS = [                                   # the view in the URL: a shared link reopens the same application
+    state.Param("choice", APPS[0], state.one_of(*APPS)),
+    state.Param("steps", min(25, view.MAX_STEPS), state.int_in(5, view.MAX_STEPS)),
+    state.Param("w", float(ck.recommended.guidance), state.float_in(0.0, 6.0)),
+]
+state.init(PAGE, PARAMS)
 
 left, right = st.columns([1, 3])
 with left:
     x, caption = widgets.digit_source("apps", default_digit=3)
     widgets.show(widgets.to_display(x[0]), caption=caption, scale=4)
-    steps = st.slider("denoising steps", 5, view.MAX_STEPS, min(25, view.MAX_STEPS), key="apps.steps")
-    w = st.slider("guidance w", 0.0, 6.0, float(ck.recommended.guidance), 0.1, key="apps.w")
+    steps = st.slider("denoising steps", 5, view.MAX_STEPS, key="apps.steps")
+    w = st.slider("guidance w", 0.0, 6.0, step=0.1, key="apps.w")
 cfg = ck.recommended.replace(sampler="ddim", steps=min(int(steps), ck.schedule_config.T), guidance=float(w))
 
 with right, compute.stop_if_refused():
-    choice = st.segmented_control("Application", ["Inpainting", "Editing (SDEdit)", "Upscaling", "Interpolation",
-                                                  "Style (B4)", "Limits"], default="Inpainting", key="apps.choice")
-    if choice == "Inpainting":
+    choice = st.segmented_control("Application", APPS, key="apps.choice")
+    state.sync(PAGE, PARAMS)
+    if choice is None:
+        st.caption("Pick an application above.")
+    elif choice == "Inpainting":
         view.inpainting_tab(path, x, cfg)
     elif choice == "Editing (SDEdit)":
         view.editing_tab(path, x, cfg)

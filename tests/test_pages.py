@@ -274,3 +274,15 @@ def test_switching_the_model_resets_the_sampler_settings_to_its_recommendation(a
     assert any("Another model: sampler, steps and guidance are reset" in i.value for i in app.info)
     app.number_input(key="denoising.seed").set_value(5).run()         # the same model again: nothing is reset
     assert not any("Another model" in i.value for i in app.info)
+
+
+def test_applications_keeps_its_view_in_the_url_and_a_link_reopens_it(app):
+    app.query_params["choice"] = "Style (B4)"
+    app.query_params["steps"] = "40"
+    app.run()
+    app.switch_page("pages/applications.py").run()
+    _ok(app)
+    assert app.slider(key="apps.steps").value == 40
+    assert app.session_state["apps.choice"] == "Style (B4)"
+    app.slider(key="apps.w").set_value(1.5).run()
+    assert dict(app.query_params) == {"model": "tiny", "choice": "Style (B4)", "steps": "40", "w": "1.5"}

@@ -110,7 +110,8 @@ def get(page: str, name: str) -> Any:
 
 def sync(page: str, params: list[Param]) -> None:
     """Mirror the current values into the URL (only this page's parameters)."""
-    wanted = {p.name: str(st.session_state[key(page, p.name)]) for p in params}
+    wanted = {p.name: str(st.session_state[key(page, p.name)]) for p in params
+              if st.session_state.get(key(page, p.name)) is not None}     # e.g. a segmented control left empty
     for k in list(st.query_params.keys()):
         if k not in wanted and k != "model":
             del st.query_params[k]
