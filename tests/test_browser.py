@@ -216,3 +216,27 @@ def test_an_answer_survives_show_me_the_sidebar_a_reload_and_a_server_restart(tm
         page.close()
     finally:
         stop(proc)
+
+
+def test_the_instructor_stays_unlocked_across_a_reload_and_a_link_until_locking(classroom_server, browser):
+    """The role lives in a signed, expiring token in the browser's localStorage (ui.roles): never in the URL."""
+    from playwright.sync_api import expect
+
+    page = _open(browser, f"{classroom_server}/training")
+    expect(page.get_by_text("Role: learner")).to_be_visible(timeout=30_000)
+    page.wait_for_timeout(2_100)                    # a wrong guess by an earlier test may ask for a short wait
+    page.get_by_label("Instructor passcode").fill("open-sesame")
+    page.get_by_role("button", name="Unlock").click()
+    expect(page.get_by_text("Role: instructor")).to_be_visible(timeout=30_000)
+    page.reload()
+    expect(page.get_by_text("Role: instructor")).to_be_visible(timeout=60_000)
+    assert "open-sesame" not in page.url and "token" not in page.url
+    page.goto(f"{classroom_server}/denoising?seed=5")    # a link opened in the same browser
+    expect(page.get_by_text("Role: instructor")).to_be_visible(timeout=60_000)
+    page.get_by_role("button", name="Lock (back to learner)").click()
+    expect(page.get_by_text("Role: learner")).to_be_visible(timeout=30_000)
+    page.reload()
+    expect(page.get_by_text("Role: learner")).to_be_visible(timeout=60_000)
+    page.wait_for_timeout(3_000)                    # the stored token, if any were left, would arrive by now
+    expect(page.get_by_text("Role: learner")).to_be_visible()
+    page.close()

@@ -172,3 +172,19 @@ def test_link_parser_never_raises_and_only_returns_valid_values(raw):
     if "s" in values:
         assert values["s"] in ("ddim", "ddpm")
     assert len(values) + len(notes) == len(set(raw) & {"t", "w", "s"})
+
+
+def test_instructor_tokens_are_signed_expiring_and_revocable():
+    from ui import roles
+
+    now = 1_000_000.0
+    token = roles.issue_token(now)
+    assert roles.valid_token(token, now + 3600)
+    assert not roles.valid_token(token, now + roles.SESSION_HOURS * 3600 + 1)          # expired
+    expiry, nonce, signature = token.split(".")
+    assert not roles.valid_token(f"{int(expiry) + 10**6}.{nonce}.{signature}", now)   # a longer life: bad signature
+    assert not roles.valid_token(f"{expiry}.{nonce}.{'0' * 64}", now)
+    for junk in (None, 5, "", "a.b", "x" * 300, "1.2.3.4"):
+        assert not roles.valid_token(junk, now)
+    roles._REVOKED.add(token)
+    assert not roles.valid_token(token, now)                                           # locked with "Lock"

@@ -150,14 +150,74 @@ def max_steps() -> int | None:
     return None if is_instructor() else LEARNER_MAX_STEPS
 
 
+# -- the instructor's session: a signed, expiring token in the browser, so a reload or an opened link keeps the role --
+SESSION_HOURS = 8                       # a school day; then the passcode again
+_SECRET = os.urandom(32)                # per server process: a restart asks for the passcode again
+TOKEN_KEY = "app.token_action"          # what the browser should do with its token on the next run
+_REVOKED: set[str] = set()              # tokens of sessions locked with "Lock" (in this server process)
+
+
+def issue_token(now: float | None = None) -> str:
+    """'expiry.nonce.signature': HMAC-SHA256 with this server's secret; carries no passcode and no name."""
+    expiry = int((now if now is not None else time.time()) + SESSION_HOURS * 3600)
+    body = f"{expiry}.{os.urandom(8).hex()}"
+    return f"{body}.{hmac.new(_SECRET, body.encode(), hashlib.sha256).hexdigest()}"
+
+
+def valid_token(token: object, now: float | None = None) -> bool:
+    """Signed by this server and not expired (constant-time signature check)."""
+    if not isinstance(token, str) or len(token) > 200 or token.count(".") != 2:
+        return False
+    body, _, signature = token.rpartition(".")
+    expected = hmac.new(_SECRET, body.encode(), hashlib.sha256).hexdigest()
+    try:
+        expiry = int(body.split(".")[0])
+    except ValueError:
+        return False
+    return (hmac.compare_digest(signature, expected) and expiry > (now if now is not None else time.time())
+            and token not in _REVOKED)
+
+
+_TOKEN_JS = """
+export default function(component) {
+  const { data, setStateValue } = component;
+  const KEY = 'diffusion-lab-instructor';
+  try {
+    if (data && data.set) { localStorage.setItem(KEY, data.set); }
+    if (data && data.clear) { localStorage.removeItem(KEY); }
+  } catch (e) {}
+  let token = null;
+  try { token = localStorage.getItem(KEY); } catch (e) {}
+  setStateValue('token', token);
+}
+"""
+_token_component = None
+
+
+def _browser_token() -> str | None:
+    """Keep the browser's token in step with the role (store a new one, or clear it) and return what it holds."""
+    global _token_component
+    if _token_component is None:
+        _token_component = st.components.v2.component("diffusion_lab_instructor", html="<span></span>", js=_TOKEN_JS)
+    action = st.session_state.pop(TOKEN_KEY, None)
+    result = _token_component(key="app.instructor_token", data=action, on_token_change=lambda: None)
+    return getattr(result, "token", None)
+
+
 def sidebar() -> None:
     if not classroom_mode():
         st.caption("Role: **instructor** (local session)")
         return
+    token = _browser_token()
+    if not is_instructor() and valid_token(token):          # a reload or a link opened by the instructor
+        st.session_state[ROLE_KEY] = "instructor"
     if is_instructor():
         st.caption("Role: **instructor** (unlocked)")
         if st.button("Lock (back to learner)", key="app.lock"):
+            if isinstance(token, str):
+                _REVOKED.add(token)                          # this browser's other tabs lock too
             st.session_state[ROLE_KEY] = "learner"
+            st.session_state[TOKEN_KEY] = {"clear": True}
             st.rerun()
         return
     st.caption("Role: **learner** — explore every page; training controls are the instructor's")
@@ -169,6 +229,7 @@ def sidebar() -> None:
             ok, message = GUARD.attempt(owner(), code, os.environ.get("DIFFUSION_LAB_PASSCODE"))
             if ok:
                 st.session_state[ROLE_KEY] = "instructor"
+                st.session_state[TOKEN_KEY] = {"set": issue_token()}
                 st.rerun()
             else:
                 st.error(message)
