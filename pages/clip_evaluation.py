@@ -18,6 +18,7 @@ PARAMS = [
     state.Param("seed", 0, state.int_in(0, 99999)),
     state.Param("keep", 3, state.int_in(1, 10)),
     state.Param("scale", 20.0, state.float_in(0.0, 100.0)),
+    state.Param("compare", False, state.flag),           # the technique comparison, for settings not stored
 ]
 state.init(PAGE, PARAMS)
 

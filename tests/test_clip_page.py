@@ -141,6 +141,27 @@ def test_a_new_seed_is_computed_with_an_estimate_from_the_recorded_time(landing,
     assert view.estimate(SHIPPED, "clip_ranking", "x").startswith("x: about ")
 
 
+def test_the_comparison_switch_is_in_the_link(landing, monkeypatch):
+    """`?compare=True` turns on the technique comparison in a fresh session (for settings not stored), and the
+    switch is written back to the URL like every other setting of the page."""
+    import ui.clip_view as view
+
+    monkeypatch.setattr(view, "_compute_ranking", lambda *a: (_fake_result(), _fake_images()))
+    asked = []
+    stub = lambda *a: asked.append(a) or None                                     # noqa: E731
+    stub.peek = lambda *a: None
+    monkeypatch.setattr(view, "_compute_techniques", stub)
+    assert landing.query_params["compare"] in ("False", ["False"])
+    fresh = AppTest.from_file(APP, default_timeout=120)
+    fresh.query_params.update({"model": "default", "seed": "7", "compare": "True"})
+    fresh.run()
+    fresh.switch_page("pages/clip_evaluation.py").run()
+    assert fresh.session_state["clip.compare"] is True
+    (toggle,) = [t for t in fresh.toggle if t.key == "clip.compare"]
+    assert toggle.value is True and asked                                  # on, so the comparison was asked for
+    assert not fresh.exception
+
+
 def _fake_result():
     recs = _records()
     return {"records": recs, "zero_shot": [[0.1] * 10] * len(recs)}

@@ -57,6 +57,15 @@ def float_in(lo: float, hi: float) -> Callable[[str], float]:
     return parse
 
 
+def flag(raw: str) -> bool:
+    """A panel's on/off switch in a link: True/False (as written back by sync), 1/0, true/false."""
+    if raw in ("True", "true", "1"):
+        return True
+    if raw in ("False", "false", "0"):
+        return False
+    raise ValueError("must be True or False")
+
+
 def one_of(*choices: str) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         if raw not in choices:
