@@ -1,11 +1,9 @@
 """Worksheet: every prompt with a 'Show me' preset, the instructor's note, and the learner's answers, kept for this
 browser on the server's disk (ui/workbook.py): a page change, a "Show me", a reload or a restart loses nothing."""
 import time
-from urllib.parse import urlencode
-
 import streamlit as st
 
-from ui import notes, roles, workbook
+from ui import notes, roles, state, workbook
 from ui.worksheet_content import PROMPTS
 
 import ui  # noqa: E402
@@ -82,6 +80,7 @@ for p in PROMPTS:
         c1, c2 = st.columns([5, 1])
         c1.markdown(f"**{p.number}** {p.text}")
         if c2.button("Show me", key=f"worksheet.show.{p.number}"):
+            st.session_state[state.VISITING] = (p.number, p.namespace, p.page.split("/")[-1].removesuffix(".py"))
             for name, value in p.preset.items():
                 st.session_state[f"{p.namespace}.{name}"] = value
             st.switch_page(p.page, query_params={k: str(v) for k, v in p.preset.items()})
@@ -92,19 +91,29 @@ for p in PROMPTS:
                      max_chars=workbook.MAX_ANSWER_CHARS)
 
 
-def _view_link(p) -> str:
-    """Where the evidence for a prompt lives: the page's URL with the prompt's settings (opens the same view)."""
-    page = p.page.split("/")[-1].removesuffix(".py")
-    query = urlencode({k: v for k, v in p.preset.items()})
-    return f"/{page}" + (f"?{query}" if query else "")
+def _base_url() -> str:
+    """scheme://host:port this dashboard is served from, as the learner's browser reached it ("" if unknown)."""
+    from urllib.parse import urlsplit
+
+    try:
+        url = urlsplit(st.context.url or "")
+    except Exception:                    # an older Streamlit, or no browser (tests)
+        return ""
+    return f"{url.scheme}://{url.netloc}" if url.scheme and url.netloc else ""
 
 
-answers = "\n\n".join(f"## {p.number} {p.text}\n\nEvidence: [{p.page.split('/')[-1]}]({_view_link(p)})\n\n"
-                      f"{st.session_state.get(_key(p.number), '') or '_(no answer yet)_'}"
-                      for p in PROMPTS)
+views = {}
+if st.session_state.get(BOOK):
+    try:
+        views = workbook.load_views(st.session_state[BOOK])
+    except workbook.WorkbookError:
+        views = {}
+answers = {p.number: st.session_state.get(_key(p.number), "") for p in PROMPTS}
 st.download_button("Download my answers (Markdown)",
-                   f"# Diffusion Lab worksheet — {time.strftime('%Y-%m-%d')}\n\n{answers}\n",
-                   file_name="diffusion-lab-answers.md", mime="text/markdown")
+                   workbook.export_markdown(PROMPTS, answers, views, _base_url(), time.strftime("%Y-%m-%d")),
+                   file_name="diffusion-lab-answers.md", mime="text/markdown",
+                   help="Each answer with a link to the view you looked at after its Show me (else the prompt's "
+                        "own), on this server's address")
 with st.expander("Clear my answers"):
     written = sum(bool(st.session_state.get(_key(p.number))) for p in PROMPTS)
     what = "my answer" if written == 1 else f"all {written} of my answers"

@@ -199,9 +199,12 @@ def test_an_answer_survives_show_me_the_sidebar_a_reload_and_a_server_restart(tm
         page.locator(box).fill(answer)
         page.locator(box).press("Tab")                      # leaving the box saves it
         expect(page.locator(".st-key-worksheet-show-1-2 button")).to_be_visible()
-        page.wait_for_timeout(1500)
+        page.wait_for_timeout(500)
+        page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]", timeout=60_000)
         page.locator(".st-key-worksheet-show-1-2 button").click()
         page.wait_for_url("**/forward_process**", timeout=60_000)
+        expect(page.get_by_text("noise level t")).to_be_visible(timeout=60_000)      # the learner looks at it
+        page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]", timeout=60_000)
         page.get_by_role("link", name="Worksheet").click()
         expect(page.locator(box)).to_have_value(answer, timeout=60_000)
         page.reload()
@@ -213,6 +216,11 @@ def test_an_answer_survives_show_me_the_sidebar_a_reload_and_a_server_restart(tm
     try:
         page.goto(f"{url}/worksheet")
         expect(page.locator(box)).to_have_value(answer, timeout=90_000)
+        with page.expect_download(timeout=60_000) as download:
+            page.get_by_role("button", name="Download my answers (Markdown)").click()
+        exported = open(download.value.path(), encoding="utf-8").read()
+        entry = exported.split("## 1.2 ")[1].split("## ")[0]
+        assert answer in entry and f"]({url}/forward_process?" in entry and "(the view I looked at)" in entry
         page.close()
     finally:
         stop(proc)

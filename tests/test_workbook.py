@@ -67,3 +67,34 @@ def test_the_worksheet_saves_a_box_when_left_and_clears_only_when_confirmed(tmp_
     at.button(key="worksheet.clear").click().run()
     assert workbook.load(BOOK) == {} and at.text_area(key="worksheet.answer.1.1").value == ""
     assert not at.exception and not at.error
+
+
+def test_the_export_links_each_answer_to_the_learners_own_view_on_this_server():
+    from ui.worksheet_content import PROMPTS
+
+    md = workbook.export_markdown(PROMPTS, {"1.1": "gradual noise"}, {"1.1": "/forward_process?model=default&t=123"},
+                                  "http://10.0.0.5:8501", "2026-12-01")
+    first, second = md.split("## ")[1:3]
+    assert "[Forward process](http://10.0.0.5:8501/forward_process?model=default&t=123) (the view I looked at)" in first
+    assert first.rstrip().endswith("gradual noise")
+    assert "(http://10.0.0.5:8501/forward_process?t=500&schedule=linear) (the prompt's preset view)" in second
+    assert "_(no answer yet)_" in second and md.count("## ") == len(PROMPTS)
+
+
+def test_a_show_me_then_a_change_of_view_is_what_the_export_links_to(tmp_path, monkeypatch):
+    import os
+
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setattr(workbook, "WORKBOOKS", tmp_path)
+    monkeypatch.setattr(workbook, "browser_id", lambda: BOOK)
+    at = AppTest.from_file(os.path.join(os.path.dirname(__file__), "..", "dashboard.py"), default_timeout=120)
+    at.run()
+    at.switch_page("pages/worksheet.py").run()
+    at.button(key="worksheet.show.1.1").click().run()                 # Show me: to Forward process, t = 300
+    at.switch_page("pages/forward_process.py").run()                 # (AppTest does not follow st.switch_page)
+    assert "t=300" in workbook.load_views(BOOK)["1.1"]
+    at.slider(key="forward.t").set_value(640).run()
+    view = workbook.load_views(BOOK)["1.1"]
+    assert view.startswith("/forward_process?") and "t=640" in view and "digit=3" in view
+    assert not at.exception

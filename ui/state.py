@@ -127,3 +127,26 @@ def sync(page: str, params: list[Param]) -> None:
     for k, v in wanted.items():
         if st.query_params.get(k) != v:
             st.query_params[k] = v
+    _remember_view(page)
+
+
+VISITING = "worksheet.visiting"        # (prompt number, page namespace, URL path) set by the worksheet's "Show me"
+
+
+def _remember_view(page: str) -> None:
+    """After a worksheet "Show me", the view the learner makes of that prompt's page (this URL) is kept in their
+    workbook, so the exported answers link to what they looked at, not to the preset."""
+    visiting, book = st.session_state.get(VISITING), st.session_state.get("worksheet._book")
+    if not visiting or visiting[1] != page or book is None:
+        return
+    from urllib.parse import urlencode
+
+    from . import workbook
+
+    view = f"/{visiting[2]}?{urlencode(dict(st.query_params))}"
+    if st.session_state.get("worksheet._last_view") != view:
+        st.session_state["worksheet._last_view"] = view
+        try:
+            workbook.save_view(book, visiting[0], view)
+        except workbook.WorkbookError:
+            pass                                         # the answer boxes say so when saving fails

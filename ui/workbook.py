@@ -33,24 +33,49 @@ def path_of(book_id: str, root: Path | None = None) -> Path:
     return (root or WORKBOOKS) / f"{book_id}.json"
 
 
-def load(book_id: str, root: Path | None = None) -> dict[str, str]:
-    """The saved answers {prompt number: text} of this browser's workbook ({} when it has none yet)."""
+def _read(book_id: str, root: Path | None) -> dict[str, dict[str, str]]:
+    """{"answers": {prompt: text}, "views": {prompt: "/page?query"}} of a workbook (empty ones when it has none)."""
     path = path_of(book_id, root)
     if not path.exists():
-        return {}
+        return {"answers": {}, "views": {}}
     try:
         data = read_json(path, max_bytes=2 * 2**20)
     except (CheckpointError, OSError) as e:
         raise WorkbookError(f"your saved answers could not be read ({e})") from None
-    answers = data.get("answers") if isinstance(data, dict) else None
-    return {k: v for k, v in answers.items() if isinstance(k, str) and isinstance(v, str)} \
-        if isinstance(answers, dict) else {}
+    out = {}
+    for part in ("answers", "views"):
+        got = data.get(part) if isinstance(data, dict) else None
+        out[part] = {k: v for k, v in got.items() if isinstance(k, str) and isinstance(v, str)} \
+            if isinstance(got, dict) else {}
+    return out
 
 
-def save(book_id: str, answers: dict[str, str], root: Path | None = None) -> None:
+def load(book_id: str, root: Path | None = None) -> dict[str, str]:
+    """The saved answers {prompt number: text} of this browser's workbook ({} when it has none yet)."""
+    return _read(book_id, root)["answers"]
+
+
+def load_views(book_id: str, root: Path | None = None) -> dict[str, str]:
+    """{prompt number: "/page?query"}: the view the learner last looked at after that prompt's "Show me"."""
+    return _read(book_id, root)["views"]
+
+
+def save_view(book_id: str, number: str, view: str, root: Path | None = None) -> None:
+    if len(view) > 2000 or not view.startswith("/"):
+        return                                           # not a view of this dashboard: not kept
+    with _lock:
+        book = _read(book_id, root)
+    if book["views"].get(number) != view:
+        book["views"][number] = view
+        save(book_id, book["answers"], root, views=book["views"])
+
+
+def save(book_id: str, answers: dict[str, str], root: Path | None = None, views: dict[str, str] | None = None) -> None:
     """Write the whole workbook atomically (a crash leaves the previous version, never half a file)."""
     root = root or WORKBOOKS
     path = path_of(book_id, root)
+    if views is None:
+        views = _read(book_id, root)["views"] if path.exists() else {}
     too_long = [k for k, v in answers.items() if len(v) > MAX_ANSWER_CHARS]
     if too_long:
         raise WorkbookError(f"the answer to {too_long[0]} is longer than {MAX_ANSWER_CHARS:,} characters; shorten it "
@@ -61,7 +86,7 @@ def save(book_id: str, answers: dict[str, str], root: Path | None = None) -> Non
             raise WorkbookError(f"this server already keeps {MAX_BOOKS:,} workbooks; ask the instructor to clear "
                                 f"old ones from {root.name}/")
         try:
-            write_json_atomic(path, {"answers": {k: v for k, v in answers.items() if v},
+            write_json_atomic(path, {"answers": {k: v for k, v in answers.items() if v}, "views": views,
                                      "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
         except OSError as e:
             raise WorkbookError(f"your answer could not be saved on the server ({e.strerror or e})") from None
@@ -70,9 +95,26 @@ def save(book_id: str, answers: dict[str, str], root: Path | None = None) -> Non
 def save_answer(book_id: str, number: str, text: str, root: Path | None = None) -> None:
     """Change one answer (read, change, write: answers typed in two tabs of one browser both survive)."""
     with _lock:
-        answers = load(book_id, root)
-    answers[number] = text
-    save(book_id, answers, root)
+        book = _read(book_id, root)
+    book["answers"][number] = text
+    save(book_id, book["answers"], root, views=book["views"])
+
+
+def export_markdown(prompts, answers: dict[str, str], views: dict[str, str], base_url: str, date: str) -> str:
+    """The learner's answers for a teacher: each prompt, the link to the learner's own view of its evidence (the
+    last one they looked at after its "Show me", else the prompt's preset) on this server's address, the answer."""
+    from urllib.parse import urlencode
+
+    parts = [f"# Diffusion Lab worksheet — {date}\n"]
+    for p in prompts:
+        page = p.page.split("/")[-1].removesuffix(".py")
+        own = views.get(p.number)
+        view = own or f"/{page}" + (f"?{urlencode(p.preset)}" if p.preset else "")
+        title = page.replace("_", " ").capitalize()
+        whose = "the view I looked at" if own else "the prompt's preset view"
+        parts.append(f"## {p.number} {p.text}\n\nEvidence: [{title}]({base_url.rstrip('/')}{view}) ({whose})\n\n"
+                     f"{answers.get(p.number) or '_(no answer yet)_'}\n")
+    return "\n".join(parts)
 
 
 def clear(book_id: str, root: Path | None = None) -> None:
