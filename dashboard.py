@@ -11,7 +11,7 @@ import streamlit as st  # noqa: E402
 
 st.set_page_config(page_title="Diffusion Lab", page_icon=":material/blur_on:", layout="wide")
 
-from ui import errors, resources, roles, widgets  # noqa: E402
+from ui import errors, present, resources, roles, widgets  # noqa: E402
 
 PAGES = {
     "Diffusion Lab": [
@@ -40,6 +40,7 @@ with st.sidebar:
     if status.active:
         st.caption(f"Training **{status.run_name}**: step {status.step}/{status.total} ({status.state})")
     roles.sidebar()
+    present.sidebar(page.url_path)          # the instructor's "Present the worksheet" (ui/present.py)
 
 st.session_state["app.framed"] = True
 errors.run_page(page.run)

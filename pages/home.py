@@ -2,12 +2,32 @@
 
 import streamlit as st
 
-from ui import resources
+from ui import resources, roles
 from ui.errors import without_paths
+from ui.worksheet_content import PROMPTS
 
 import ui  # noqa: E402
 
 ui.ensure_frame()
+
+WORKSHEET = "pages/worksheet.py"
+PATH = [   # the order to work through the pages: (page, link label, icon, what to look at there)
+    ("pages/forward_process.py", "Forward process", ":material/blur_on:",
+     "Move t: a digit fades into Gaussian noise. Compare the two schedules; see when the judge stops recognising it."),
+    ("pages/denoising.py", "Denoising", ":material/auto_fix_high:",
+     "Scrub from noise to a digit (x_t beside the model's guess x̂₀); guidance, samplers, memorisation."),
+    ("pages/architecture.py", "Architecture", ":material/account_tree:",
+     "The loaded U-Net level by level: feature maps, time and class embeddings, the context mask, ablations."),
+    ("pages/training.py", "Training", ":material/model_training:",
+     "How the shipped model learned (loss per noise level, samples over training); every model side by side."),
+    ("pages/clip_evaluation.py", "CLIP evaluation", ":material/image_search:",
+     "Ten samples per digit ranked by CLIP, against real digits and the judge; CLIP to improve generation."),
+    ("pages/applications.py", "Applications", ":material/build:",
+     "Inpaint, edit, upscale, interpolate; Style varies thickness and slant; Limits tries a letter, an inverted "
+     "digit, noise."),
+    (WORKSHEET, "Worksheet", ":material/assignment:",
+     "Every prompt with its Show me and a box for your answer; download them all."),
+]
 
 st.title("Diffusion Lab")
 st.markdown(
@@ -15,20 +35,20 @@ st.markdown(
     "It learns to undo noise: the forward process turns a digit into Gaussian noise in T small steps, and a "
     "U-Net learns to predict that noise so the process can be run backwards, from noise to a digit of the class "
     "you ask for.")
-c1, c2, c3 = st.columns(3)
-with c1.container(border=True):
-    st.markdown("**1 · Understand**")
-    st.page_link("pages/forward_process.py", label="Forward process: adding noise", icon=":material/blur_on:")
-    st.page_link("pages/denoising.py", label="Denoising: from noise to a digit", icon=":material/auto_fix_high:")
-    st.page_link("pages/architecture.py", label="Architecture: inside the U-Net", icon=":material/account_tree:")
-with c2.container(border=True):
-    st.markdown("**2 · Experiment**")
-    st.page_link("pages/training.py", label="Training: the recorded run, and live runs", icon=":material/model_training:")
-    st.page_link("pages/clip_evaluation.py", label="CLIP evaluation: what CLIP scores reward", icon=":material/image_search:")
-    st.page_link("pages/applications.py", label="Applications: inpaint, edit, upscale", icon=":material/build:")
-with c3.container(border=True):
-    st.markdown("**3 · Answer**")
-    st.page_link("pages/worksheet.py", label="Worksheet with 'Show me' links", icon=":material/assignment:")
+st.subheader("Start here")
+with st.container(border=True):
+    for n, (page, title, icon, look) in enumerate(PATH, 1):
+        numbers = [p.number for p in PROMPTS if p.page == page]      # each prompt's "Show me" opens its page
+        answers = f"all {len(PROMPTS)} prompts" if page == WORKSHEET else ", ".join(numbers)
+        c1, c2 = st.columns([1, 2], vertical_alignment="center")
+        c1.page_link(page, label=f"{n} · {title}", icon=icon)
+        c2.markdown(look + (f" *Worksheet: {answers}.*" if answers else ""))
+st.markdown("**How the worksheet works:** each prompt has a **Show me** that opens its page with the settings that "
+            "answer it. Your answers are saved on this server for this browser as soon as you leave a box (changing "
+            "pages or reloading loses nothing), and you can download them as Markdown.")
+if roles.is_instructor():
+    st.caption("Instructor: turn on **Present the worksheet** in the sidebar to step through the prompts, each with "
+               "its note beside the view that answers it.")
 
 path = st.session_state.get("app.model_path")
 if path:

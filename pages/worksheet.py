@@ -3,7 +3,7 @@ browser on the server's disk (ui/workbook.py): a page change, a "Show me", a rel
 import time
 import streamlit as st
 
-from ui import notes, roles, state, workbook
+from ui import notes, present, roles, state, workbook
 from ui.worksheet_content import PROMPTS
 
 import ui  # noqa: E402
@@ -81,9 +81,7 @@ for p in PROMPTS:
         c1.markdown(f"**{p.number}** {p.text}")
         if c2.button("Show me", key=f"worksheet.show.{p.number}"):
             st.session_state[state.VISITING] = (p.number, p.namespace, p.page.split("/")[-1].removesuffix(".py"))
-            for name, value in p.preset.items():
-                st.session_state[f"{p.namespace}.{name}"] = value
-            st.switch_page(p.page, query_params={k: str(v) for k, v in p.preset.items()})
+            present.show(p)                     # the preset into the page's state and URL, with the model kept
         if show_notes:
             st.info(notes.note(p.number) or p.note)
         st.text_area("Your answer", key=_key(p.number), height=80, label_visibility="collapsed",

@@ -1,0 +1,172 @@
+"""Home's start-here path and the instructor's "Present the worksheet" mode (ui/present.py), driven with AppTest.
+
+AppTest resets Streamlit's legacy pages-folder flag before every run, so from the second run on it would run a page
+script alone, without dashboard.py's frame and its sidebar (where present mode lives). The `app` fixture keeps the
+flag off, as ui/__init__.py does for the real server, so every run goes through the frame.
+"""
+import os
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("streamlit")
+import streamlit as st  # noqa: E402
+from streamlit.runtime.pages_manager import PagesManager  # noqa: E402
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from engine.training.run import TrainingRun  # noqa: E402
+
+from .conftest import TINY_MODEL, TINY_SAMPLE, TINY_SCHEDULE, TINY_TRAIN  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = str(ROOT / "dashboard.py")
+ORDER = ["forward_process", "denoising", "architecture", "training", "clip_evaluation", "applications", "worksheet"]
+
+
+class _Framed(PagesManager):
+    """A PagesManager that leaves the legacy pages-folder mode off, as the dashboard does on a real server."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+
+@pytest.fixture(scope="module")
+def runs_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    run = TrainingRun.create(TINY_MODEL, TINY_SCHEDULE, TINY_TRAIN.replace(steps=2), TINY_SAMPLE, root / "tiny")
+    for _ in range(2):
+        run.step()
+    run.save()
+    return root
+
+
+@pytest.fixture
+def app(runs_root, monkeypatch):
+    import streamlit.testing.v1.app_test as app_test
+    import ui.resources as res
+
+    monkeypatch.setattr(app_test, "PagesManager", _Framed)
+    monkeypatch.setattr(res, "RUNS_ROOT", runs_root)
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params["model"] = "tiny"
+    yield at
+    res.get_trainer().stop(wait=30)
+    st.cache_resource.clear()
+
+
+def _ok(at):
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def _param(at, name):
+    v = at.query_params.get(name)
+    return v[0] if isinstance(v, list) else v
+
+
+def _shown(at, text):
+    return any(text in m.value for m in at.markdown)
+
+
+def test_home_path_links_every_page_in_order_with_the_prompts_it_answers(app):
+    from ui.worksheet_content import PROMPTS
+
+    app.run()
+    _ok(app)
+    links = app.get("page_link")
+    assert [link.proto.page for link in links] == ORDER
+    titles = ["Forward process", "Denoising", "Architecture", "Training", "CLIP evaluation", "Applications", "Worksheet"]
+    assert [link.label for link in links] == [f"{n} · {title}" for n, title in enumerate(titles, 1)]
+    # every page file but Home is on the path
+    assert sorted(ORDER) == sorted(p.stem for p in (ROOT / "pages").glob("*.py") if p.stem != "home")
+    lines = [m.value for m in app.markdown if "*Worksheet: " in m.value]
+    assert len(lines) == len(ORDER)
+    for page, line in zip(ORDER, lines):
+        numbers = [p.number for p in PROMPTS if p.page == f"pages/{page}.py"]
+        want = f"all {len(PROMPTS)} prompts" if page == "worksheet" else ", ".join(numbers)
+        assert line.endswith(f"*Worksheet: {want}.*"), (page, line)
+    # every prompt is answered on exactly one page of the path
+    assert sorted(n for line in lines[:-1] for n in line.rsplit("*Worksheet: ", 1)[1][:-2].split(", ")) == \
+        sorted(p.number for p in PROMPTS)
+    assert _shown(app, "**How the worksheet works:** each prompt has a **Show me**")
+    assert any("Present the worksheet" in c.value for c in app.caption)        # the local user is the instructor
+
+
+def test_present_mode_steps_through_the_prompts_with_their_notes(app):
+    from ui import notes
+    from ui.worksheet_content import PROMPTS
+
+    app.run()
+    assert "present.next" not in [b.key for b in app.button]                 # off until the instructor turns it on
+    app.toggle(key="present.on").set_value(True).run()
+    _ok(app)
+    first, second = PROMPTS[0], PROMPTS[1]
+    assert app.session_state["present.index"] == 0                           # Home answers no prompt: start at 1
+    assert any(c.value.startswith(f"Prompt 1 of {len(PROMPTS)}") for c in app.caption)
+    assert _shown(app, f"**{first.number}** {first.text}")
+    assert _shown(app, notes.note(first.number))
+    assert app.button(key="present.previous").disabled
+    assert app.button(key="present.open").label == f"Open {first.number}'s view"   # not on its page yet
+
+    app.button(key="present.next").click().run()
+    _ok(app)
+    assert app.title[0].value.startswith("Forward process")
+    assert app.session_state["present.index"] == 1 and app.toggle(key="present.on").value   # still presenting
+    assert _param(app, "model") == "tiny"                                    # the model on screen stays
+    for name, value in second.preset.items():                                # the preset, as "Show me" sets it
+        assert app.session_state[f"{second.namespace}.{name}"] == value
+        assert _param(app, name) == str(value)
+    assert any(c.value.startswith(f"Prompt 2 of {len(PROMPTS)}") for c in app.caption)
+    assert _shown(app, notes.note(second.number)) and not _shown(app, notes.note(first.number))
+    assert "present.open" not in [b.key for b in app.button]                 # its page is the one shown
+
+    app.button(key="present.previous").click().run()
+    _ok(app)
+    assert app.session_state["present.index"] == 0
+    assert app.session_state["forward.t"] == first.preset["t"] == 300 and app.session_state["forward.digit"] == 3
+    assert _param(app, "t") == "300" and app.slider(key="forward.t").value == 300
+    assert _shown(app, notes.note(first.number))
+
+
+def test_present_mode_starts_at_the_current_pages_first_prompt(app):
+    from ui.worksheet_content import PROMPTS
+
+    app.run()
+    app.switch_page("pages/architecture.py").run()
+    app.toggle(key="present.on").set_value(True).run()
+    _ok(app)
+    i = next(i for i, p in enumerate(PROMPTS) if p.page == "pages/architecture.py")
+    assert app.session_state["present.index"] == i
+    assert _shown(app, f"**{PROMPTS[i].number}** {PROMPTS[i].text}")
+    app.toggle(key="present.on").set_value(False).run()
+    assert "present.index" not in app.session_state and "present.next" not in [b.key for b in app.button]
+
+
+def test_a_learner_sees_no_present_mode(runs_root, monkeypatch):
+    import streamlit.testing.v1.app_test as app_test
+    import ui.resources as res
+
+    monkeypatch.setenv("DIFFUSION_LAB_CLASSROOM", "1")
+    monkeypatch.setenv("DIFFUSION_LAB_PASSCODE", "open-sesame")
+    monkeypatch.setattr(app_test, "PagesManager", _Framed)
+    monkeypatch.setattr(res, "RUNS_ROOT", runs_root)
+    st.cache_resource.clear()
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params["model"] = "tiny"
+    try:
+        at.run()
+        _ok(at)
+        assert any("Role: **learner**" in c.value for c in at.caption)
+        assert "present.on" not in [t.key for t in at.toggle]
+        assert not any("Present the worksheet" in c.value for c in at.caption)
+        at.session_state["present.on"] = True             # even a crafted state shows a learner nothing
+        at.run()
+        assert not any(c.value.startswith("Prompt ") for c in at.caption) and "present.next" not in [
+            b.key for b in at.button]
+        assert len(at.get("page_link")) == len(ORDER)   # the start-here path is for learners too
+    finally:
+        res.get_trainer().stop(wait=30)
+        st.cache_resource.clear()
