@@ -27,7 +27,7 @@ with left:
 cfg = ck.recommended.replace(sampler="ddim", steps=min(int(steps), ck.schedule_config.T), guidance=float(w))
 
 with right, compute.stop_if_refused():
-    choice = st.segmented_control("Application", APPS, key="apps.choice")
+    choice = st.segmented_control("Application", APPS, key="apps.choice", wrap=True)   # all six at 1024 px
     state.sync(PAGE, PARAMS)
     if choice is None:
         st.caption("Pick an application above.")

@@ -47,5 +47,4 @@ view.ablations_panel()
 runs = [r for r in list_runs(resources.RUNS_ROOT) if "error" not in r]
 if runs:
     st.markdown("Your own runs (train the `no-skip`, `no-time`, `plain-cnn`, `wide` or `deep` presets to compare):")
-    st.dataframe([{k_: r.get(k_) for k_ in ("name", "arch", "width", "depth", "params", "mflop_per_image", "step",
-                                            "final_loss", "judge_accuracy")} for r in runs], hide_index=True)
+    view.runs_table(runs)

@@ -38,17 +38,19 @@ if st.session_state[k("steps")] > ck.schedule_config.T:      # a link made for a
     st.toast(f"this model has T = {ck.schedule_config.T} steps; using {ck.schedule_config.T}")
     st.session_state[k("steps")] = ck.schedule_config.T
 
-c = st.columns(7)
+# Two rows of controls: seven in one row break their labels mid-word on a 1024-px projector
+c = st.columns(4)
 c[0].number_input("digit", 0, 9, key=k("digit"))
 c[1].number_input("seed", 0, 99999, key=k("seed"))
-c[2].slider("guidance w", 0.0, 10.0, step=0.1, key=k("w"), help="ε = (1 + w)·ε(x_t, y) − w·ε(x_t, ∅); w = 0: no guidance")
-c[3].slider("guide while t/T ≥", 0.0, 0.95, step=0.05, key=k("gfrom"),
+c[2].selectbox("sampler", samplers.names(), key=k("sampler"), format_func=str.upper,
+               help="  \n".join(s.title for s in samplers.SAMPLERS.values()))
+c[3].number_input("steps", 1, ck.schedule_config.T, key=k("steps"))
+c = st.columns(3)
+c[0].slider("guidance w", 0.0, 10.0, step=0.1, key=k("w"), help="ε = (1 + w)·ε(x_t, y) − w·ε(x_t, ∅); w = 0: no guidance")
+c[1].slider("guide while t/T ≥", 0.0, 0.95, step=0.05, key=k("gfrom"),
             help="Guidance only at high noise, where the digit's identity is decided; later steps run the "
                  "conditional model alone, one forward instead of two (0 = guide every step)")
-c[4].selectbox("sampler", samplers.names(), key=k("sampler"), format_func=str.upper,
-               help="  \n".join(s.title for s in samplers.SAMPLERS.values()))
-c[5].number_input("steps", 1, ck.schedule_config.T, key=k("steps"))
-c[6].selectbox("ancestral noise (DDPM)", ["on", "off"], key=k("noise"),
+c[2].selectbox("ancestral noise (DDPM)", ["on", "off"], key=k("noise"),
                help="'off' is the classic bug: the DDPM step without its σ·z noise term (compare both in the "
                     "Samplers section below)")
 state.sync(PAGE, PARAMS)

@@ -56,12 +56,13 @@ if resources.get_judge() is None:
 else:
     curve = _recognisability(state.get(PAGE, "schedule"))
     pct = [100 * f for f in curve["fraction"]]
-    c1, c2 = st.columns(2)
-    c1.plotly_chart(figures.per_class_lines(pct, curve["accuracy"], "judge accuracy on noised real digits",
-                                            "% of the chain (t / T)", "accuracy", curve["overall"], chance=0.1,
-                                            not_a_digit=curve.get("not_a_digit")), key=k("acc"))
-    c2.plotly_chart(figures.per_class_lines(pct, curve["confidence"], "judge confidence in the true class",
-                                            "% of the chain (t / T)", "confidence"), key=k("conf"))
+    row = st.container(horizontal=True)        # side by side from ~1400 px, one above the other at 1024 px
+    row.container(width=figures.PAIR_WIDTH).plotly_chart(figures.per_class_lines(
+        pct, curve["accuracy"], "judge accuracy on noised real digits", "% of the chain (t / T)", "accuracy",
+        curve["overall"], chance=0.1, not_a_digit=curve.get("not_a_digit")), key=k("acc"))
+    row.container(width=figures.PAIR_WIDTH).plotly_chart(figures.per_class_lines(
+        pct, curve["confidence"], "judge confidence in the true class", "% of the chain (t / T)",
+        "confidence"), key=k("conf"))
     half = next((f for f, a in zip(curve["fraction"], curve["overall"]) if a < 0.5), None)
     st.markdown(
         f"The judge reads **{curve['overall'][0]:.0%}** of these real digits right without noise"

@@ -40,7 +40,7 @@ with st.container(border=True):
     for n, (page, title, icon, look) in enumerate(PATH, 1):
         numbers = [p.number for p in PROMPTS if p.page == page]      # each prompt's "Show me" opens its page
         answers = f"all {len(PROMPTS)} prompts" if page == WORKSHEET else ", ".join(numbers)
-        c1, c2 = st.columns([1, 2], vertical_alignment="center")
+        c1, c2 = st.columns([2, 3], vertical_alignment="center")
         c1.page_link(page, label=f"{n} · {title}", icon=icon)
         c2.markdown(look + (f" *Worksheet: {answers}.*" if answers else ""))
 st.markdown("**How the worksheet works:** each prompt has a **Show me** that opens its page with the settings that "

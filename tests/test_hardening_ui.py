@@ -74,7 +74,9 @@ def test_a_page_error_shows_one_line_without_server_paths_and_logs_the_traceback
         raise ValueError(f"cannot read {ROOT}/checkpoints/default/report.json (see {Path.home()}/notes.txt)")
 
     logged = []
-    monkeypatch.setattr(st, "page_link", broken)
+    from streamlit.delta_generator import DeltaGenerator
+
+    monkeypatch.setattr(DeltaGenerator, "page_link", broken)       # st.page_link and a column's .page_link
     monkeypatch.setattr(errors.LOG, "error", lambda msg, exc_info=None: logged.append(exc_info))
     dashboard.run()
     assert not dashboard.exception

@@ -286,3 +286,45 @@ def test_applications_keeps_its_view_in_the_url_and_a_link_reopens_it(app):
     assert app.session_state["apps.choice"] == "Style (B4)"
     app.slider(key="apps.w").set_value(1.5).run()
     assert dict(app.query_params) == {"model": "tiny", "choice": "Style (B4)", "steps": "40", "w": "1.5"}
+
+
+def _widths(table) -> dict:
+    """{column: width in px} of an st.dataframe's visible columns (None where none was set)."""
+    config = json.loads(table.proto.columns or "{}")
+    return {c: config.get(c, {}).get("width") for c in table.value.columns}
+
+
+def test_architecture_tables_fit_a_1024_px_screen(app):
+    from ui import figures
+
+    app.run()
+    app.switch_page("pages/architecture.py").run()
+    _ok(app)
+    tables = {tuple(d.value.columns): _widths(d) for d in app.dataframe}
+    summary = next(w for cols, w in tables.items() if "kind" in cols)
+    assert list(summary) == ["name", "kind", "in", "out", "params", "MFLOP"]        # shapes, params and cost
+    assert None not in summary.values() and sum(summary.values()) <= figures.PAIR_WIDTH
+    assert any("(1, 16, 14, 14)" in str(t) for t in _charts(app)[0]["data"][0]["text"])   # the diagram: (1, C, H, W)
+    shapes = next(d.value for d in app.dataframe if "kind" in d.value.columns)
+    assert "16×14×14" in set(shapes["out"])                                        # the table: C×H×W
+    for cols, widths in tables.items():
+        assert None not in widths.values() and sum(widths.values()) <= figures.MAIN_WIDTH_1024, widths
+    runs = next(d.value for d in app.dataframe if "run" in d.value.columns)        # the learner's own runs
+    assert runs.loc[runs["run"] == "tiny", "width × depth"].tolist() == ["8 × 1"]   # TINY_MODEL: 8 channels, depth 1
+
+
+def test_denoising_guidance_heatmap_is_an_accuracy_on_categorical_axes(app, monkeypatch):
+    import engine.export
+
+    monkeypatch.setattr(engine.export, "GRID_SEEDS", 1)          # one seed per cell: the layout is under test
+    app.run()
+    app.switch_page("pages/denoising.py").run()
+    app.toggle(key="denoising.grid").set_value(True).run()
+    _ok(app)
+    (heat,) = [c for c in _charts(app) if c["data"][0]["type"] == "heatmap"]
+    h, layout = heat["data"][0], heat["layout"]
+    assert (h["zmin"], h["zmax"]) == (0, 1) and "zmid" not in h             # an accuracy: 0-1, not −1…1
+    weights = engine.export.GRID_WEIGHTS
+    assert layout["yaxis"]["type"] == "category" and layout["yaxis"]["tickvals"] == [f"w = {w:g}" for w in weights]
+    assert layout["xaxis"]["tickvals"] == [str(c) for c in range(10)]
+    assert layout["xaxis"]["title"]["text"] and layout["yaxis"]["title"]["text"]

@@ -4,7 +4,6 @@ AppTest resets Streamlit's legacy pages-folder flag before every run, so from th
 script alone, without dashboard.py's frame and its sidebar (where present mode lives). The `app` fixture keeps the
 flag off, as ui/__init__.py does for the real server, so every run goes through the frame.
 """
-import os
 from pathlib import Path
 
 import pytest

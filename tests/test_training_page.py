@@ -213,3 +213,54 @@ def test_the_form_refuses_a_model_over_the_size_cap_before_starting(app):
     (refusal,) = [e.value for e in app.error]
     assert "946.7 M parameters" in refusal and "limited to 20 M parameters" in refusal and "lower the width" in refusal
     assert res.get_trainer().status().state == "idle" and not res.get_trainer().status().run_name
+
+
+def test_the_default_run_name_and_steps_follow_the_preset_and_a_typed_name_stays(app):
+    from engine.presets import PRESETS
+
+    _open(app)
+    name = app.text_input(key="training.name").value
+    assert name.startswith("tiny-") and app.number_input(key="training.steps").value == PRESETS["tiny"].train.steps
+    stamp = name.removeprefix("tiny-")
+    app.selectbox(key="training.preset").set_value("deep").run()
+    assert not app.exception and not app.warning, [w.value for w in app.warning]   # no default-vs-state warning
+    assert app.text_input(key="training.name").value == f"deep-{stamp}"
+    assert app.number_input(key="training.steps").value == PRESETS["deep"].train.steps
+    assert next(n for n in app.number_input if n.label.startswith("Width")).value == PRESETS["deep"].model.base_channels
+    # a name of one's own, sent with the form (here refused: too big a model), stays through a preset change
+    app.text_input(key="training.name").set_value("my-own-run")
+    next(n for n in app.number_input if n.label.startswith("Depth")).set_value(8)
+    next(n for n in app.number_input if n.label.startswith("Width")).set_value(512)
+    app.button(key="training.start").click().run()
+    assert any("limited to 20 M parameters" in e.value for e in app.error)
+    app.selectbox(key="training.preset").set_value("one-step").run()
+    assert app.text_input(key="training.name").value == "my-own-run"
+    assert app.number_input(key="training.steps").value == PRESETS["one-step"].train.steps
+
+
+def test_a_paused_run_has_one_resume_control_and_other_interrupted_runs_keep_theirs(app, tmp_path):
+    """A paused run resumes with the live controls' Resume; the runs table's Resume run is for interrupted runs
+    that are not the one training now, and waits while that one is active (one training job at a time)."""
+    import ui.resources as res
+    from engine.training.run import TrainingRun
+
+    from .conftest import TINY_MODEL, TINY_SAMPLE, TINY_SCHEDULE, TINY_TRAIN
+
+    for name in ("paused-one", "other"):        # two runs saved part-way: both interrupted on disk
+        run = TrainingRun.create(TINY_MODEL, TINY_SCHEDULE, TINY_TRAIN.replace(steps=100_000), TINY_SAMPLE,
+                                 tmp_path / "runs" / name)
+        run.step()
+        run.save()
+    _open(app)
+    assert app.selectbox(key="training.resume_name").options == ["other", "paused-one"]    # nothing active yet
+    trainer = res.get_trainer()
+    trainer.resume_run("paused-one")
+    trainer.pause()
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert trainer.status().state == "paused"
+    resumes = [b for b in app.button if b.label.startswith("Resume")]
+    assert {b.key: b.disabled for b in resumes} == {"training.resume": False, "training.resume_run": True}
+    assert app.selectbox(key="training.resume_name").options == ["other"]            # not the paused run again
+    app.button(key="training.resume").click().run()
+    assert trainer.status().state == "running"

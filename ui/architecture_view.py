@@ -38,9 +38,21 @@ def diagram(rows: list[dict], skips: bool) -> go.Figure:
         pos[r["name"]] = (len(mid) + 2, -len(enc) + 1 + i)
     names = [r["name"] for r in rows if r["name"] in pos]
     xs, ys = [pos[n][0] for n in names], [pos[n][1] for n in names]
+    # labels where nothing else is drawn: the encoder's to its left, the decoder's to its right, the middle
+    # blocks' alternately below and above their row (side by side they would print over each other)
+    mid_names = [r["name"] for r in mid]
+    where = []
+    for n in names:
+        if n in mid_names:
+            where.append("bottom center" if mid_names.index(n) % 2 == 0 else "top center")
+        elif pos[n][0] == 0:
+            where.append("middle left")
+        else:
+            where.append("middle right")
     fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers+text", text=[
         f"{n}<br>{r['out_shape']}<br>{r['params']:,} p" for n, r in zip(names, [r for r in rows if r["name"] in pos])],
-        textposition="middle right", marker=dict(size=14), line=dict(color="#888"), hoverinfo="text", name="blocks"))
+        textposition=where, textfont=dict(size=10), marker=dict(size=12), line=dict(color="#888"),
+        hoverinfo="text", name="blocks"))
     if skips:
         down_ends = [n for n in names if n.startswith("down") and n.count(".") == 2]
         ups = [n for n in names if n.startswith("up.") and n.endswith(".0")]
@@ -51,25 +63,40 @@ def diagram(rows: list[dict], skips: bool) -> go.Figure:
                 (x0, y0), (x1, y1) = pos[levels[k]], pos[u]
                 fig.add_trace(go.Scatter(x=[x0, (x0 + x1) / 2, x1], y=[y0, y0 + 0.4, y1], mode="lines",
                                          line=dict(dash="dot", color="#d62728"), name=f"skip {k}", hoverinfo="name"))
-    fig.update_xaxes(visible=False, range=[-0.5, len(mid) + 4.5])
-    fig.update_yaxes(visible=False)
+    # a diagram, not a chart: no axes to title; the ranges leave room for the labels beside and below the U
+    fig.update_xaxes(visible=False, range=[-2.8, len(mid) + 4.8])
+    fig.update_yaxes(visible=False, range=[min(ys, default=0) - 1.2, max(ys, default=0) + 0.6])
     fig.update_layout(height=520, margin=dict(l=10, r=10, t=10, b=10), showlegend=False)
     return fig
 
 
+def _shape(text: str) -> str:
+    """'(1, 32, 28, 28)' -> '32×28×28': channels × height × width, without the batch of one."""
+    dims = [d.strip() for d in text.strip("()").split(",") if d.strip()]
+    return "×".join(dims[1:] if len(dims) > 1 and dims[0] == "1" else dims)
+
+
 def summary_panel(ck, path: str) -> None:
     rows = cached_summary(path, ck.sha256)
-    c1, c2 = st.columns([3, 2])
-    c1.plotly_chart(diagram(rows, ck.model_config.skip_connections and ck.model_config.arch == "unet"),
-                    key="arch.diagram")
+    row = st.container(horizontal=True)
+    row.container(width=figures.PAIR_WIDTH).plotly_chart(
+        diagram(rows, ck.model_config.skip_connections and ck.model_config.arch == "unet"), key="arch.diagram")
     df = pd.DataFrame(rows)[["name", "kind", "in_shape", "out_shape", "params", "flops"]]
     df["MFLOP"] = (df.pop("flops") / 1e6).round(1)
-    c2.dataframe(df, hide_index=True, height=520)
+    table = df.assign(in_shape=df["in_shape"].map(_shape), out_shape=df["out_shape"].map(_shape))
+    row.container(width=figures.PAIR_WIDTH).dataframe(          # six narrow columns: all visible at 1024 px
+        table.rename(columns={"in_shape": "in", "out_shape": "out"}), hide_index=True, height=520,
+        column_config={"name": st.column_config.TextColumn(width=102), "kind": st.column_config.TextColumn(width=88),
+                       "in": st.column_config.TextColumn(width=76, help="input shape: channels × height × width"),
+                       "out": st.column_config.TextColumn(width=70, help="output shape: channels × height × width"),
+                       "params": st.column_config.NumberColumn(format="%d", width=58),
+                       "MFLOP": st.column_config.NumberColumn(format="%.1f", width=56)})
     patch = ck.model_config.patch_size
     folded = (f" This model folds each {patch}×{patch} patch of pixels into {patch * patch} channels before its stem "
               f"and unfolds its head's output back into pixels, so none of its layers runs at 28×28."
               if patch > 1 else "")
-    st.caption(f"{count_parameters(ck.model):,} parameters, {df['MFLOP'].sum():.0f} MFLOP per image forward "
+    st.caption(f"Shapes in the table: channels × height × width. "
+               f"{count_parameters(ck.model):,} parameters, {df['MFLOP'].sum():.0f} MFLOP per image forward "
                f"(a 3×3 conv costs H·W·9·C_in·C_out: 28×28 levels are the expensive ones). Red dotted arcs: "
                f"skip connections — the encoder's feature map is concatenated to the decoder's input.{folded}")
 
@@ -91,15 +118,18 @@ def feature_panel(ck, digit: int, t: int) -> None:
 
 def embeddings_panel(ck) -> None:
     ts, table = time_embedding_table(ck.schedule_config.T, ck.model_config.base_channels)
-    c1, c2 = st.columns(2)
-    c1.plotly_chart(figures.heatmap(table.numpy().T, "t", "feature", "sinusoidal time features (input of the time MLP)",
-                                    x=ts), key="arch.temb")
+    row = st.container(horizontal=True)
+    row.container(width=figures.PAIR_WIDTH).plotly_chart(figures.heatmap(
+        table.numpy().T, "timestep t", "feature", "sinusoidal time features (MLP input)", x=ts,
+        z_title="value"), key="arch.temb")
     ce = class_embedding_table(ck.model)
+    right = row.container(width=figures.PAIR_WIDTH)
     if ce is not None:
-        c2.plotly_chart(figures.heatmap(ce.numpy(), "embedding dimension", "class (10 = null)",
-                                        "learned class embeddings", y=[str(i) for i in range(11)]), key="arch.cemb")
+        labels = [str(i) for i in range(ce.shape[0] - 1)] + ["∅ (null)"]        # the last row: the dropped label
+        right.plotly_chart(figures.heatmap(ce.numpy(), "embedding dimension", "class", "learned class embeddings",
+                                           y=labels, z_title="value"), key="arch.cemb")
     else:
-        c2.info("This model has no class embedding (an ablation).")
+        right.info("This model has no class embedding (an ablation).")
 
 
 def context_mask_panel(ck, seed: int) -> None:
@@ -184,32 +214,35 @@ def ablations_panel() -> None:
         st.info("No ablation models are shipped: run scripts/train_ablations.sh, or train the `no-skip`, `no-time`, "
                 "`plain-cnn` and `deep` presets on the Training page.")
         return
-    rows, fig = [], go.Figure()
+    rows, curves = [], {}
     for e in entries:
         path = Path(e["path"])
         ck = resources.load_model(str(path))
         rep = resources.model_report(path)
         wall = ck.meta.get("wall_time_s")
-        rows.append({"model": e["name"], "judge accuracy": rep.get("accuracy"),      # what to compare first
-                     "Fréchet ratio": rep.get("frechet_ratio_to_baseline"), "params": count_parameters(ck.model),
-                     "MFLOP / image": resources.model_mflop(str(path), ck.sha256), "steps": ck.step,
+        acc = rep.get("accuracy")
+        rows.append({"model": e["name"], "judge %": 100 * acc if acc is not None else None,  # what to compare first
+                     "Fréchet ×": rep.get("frechet_ratio_to_baseline"),
+                     "params (M)": count_parameters(ck.model) / 1e6,
+                     "MFLOP": resources.model_mflop(str(path), ck.sha256), "steps": ck.step,
                      "train s": round(wall) if wall else None})
         losses = [(r["step"], r["loss"]) for r in read_metrics(path / "metrics.jsonl") if "loss" in r]
         if losses:
             xs, ys = zip(*losses)
-            k = min(25, len(ys))
-            fig.add_trace(go.Scatter(x=xs[k - 1:], y=np.convolve(ys, np.ones(k) / k, mode="valid"), name=e["name"]))
-    fig.update_layout(height=300, margin=dict(l=10, r=10, t=30, b=10), title="training loss (mean of 25)",
-                      yaxis_type="log")
-    c1, c2 = st.columns([3, 2])
-    c1.plotly_chart(fig, key="arch.ablation_loss")
-    c2.dataframe(pd.DataFrame(rows), hide_index=True)
-    cols = st.columns(len(entries))
-    for col, e in zip(cols, entries):
+            curves[e["name"]] = (list(xs), list(ys))
+    st.plotly_chart(figures.ablation_loss_figure(curves, 25), key="arch.ablation_loss")
+    num = lambda fmt, w: st.column_config.NumberColumn(format=fmt, width=w)        # noqa: E731
+    st.dataframe(pd.DataFrame(rows), hide_index=True, column_config={
+        "model": st.column_config.TextColumn(width=150), "judge %": num("%.1f", 65), "Fréchet ×": num("%.2f", 70),
+        "params (M)": num("%.2f", 80), "MFLOP": num("%.0f", 60), "steps": num("%d", 60), "train s": num("%d", 60)})
+    samples = st.container(horizontal=True)                  # wraps: digits stay big enough to read at 1024 px
+    for e in entries:
         ck = resources.load_model(e["path"])
-        col.image(widgets.mosaic(_ablation_samples(e["path"], ck.sha256), cols=5, scale=2), output_format="PNG",
+        samples.container(width=160).image(widgets.mosaic(_ablation_samples(e["path"], ck.sha256), cols=5, scale=2), output_format="PNG",
                   caption=f"{e['name']}: digits 0…9")
-    st.caption("Each ablation, and the `deep` variant (two residual blocks per level), was trained with the default "
+    st.caption("judge %: share of generated digits the judge reads as the asked one; Fréchet ×: Fréchet distance ÷ "
+               "the real-vs-real baseline (1 = as close as real digits); MFLOP: one forward pass per image. "
+               "Each ablation, and the `deep` variant (two residual blocks per level), was trained with the default "
                "model's budget and recipe (3,000 steps × 128 digits, same seed and data; scripts/train_ablations.sh) "
                "and evaluated like it (1,000 samples, DDIM-25, the default's guidance): judge accuracy and Fréchet "
                "ratio come from each model's evaluate report. `fast` is a design, not an ablation: the default U-Net "
@@ -217,3 +250,16 @@ def ablations_panel() -> None:
                "for 4× the steps (checkpoints/fast/PROVENANCE.md says why) and evaluated at the same guidance. "
                "Train seconds are not comparable between rows: "
                "the models were trained with different thread counts, some side by side.")
+
+
+def runs_table(runs: list[dict]) -> None:
+    """The learner's runs (list_runs rows) in eight narrow columns, so all of them fit a 1024-px screen."""
+    table = [{"run": r["name"], "arch": r.get("arch"), "width × depth": f"{r.get('width')} × {r.get('depth')}",
+              "params (M)": r["params"] / 1e6 if r.get("params") else None, "MFLOP": r.get("mflop_per_image"),
+              "steps": r.get("step"), "final loss": r.get("final_loss"),
+              "judge %": 100 * r["judge_accuracy"] if r.get("judge_accuracy") is not None else None} for r in runs]
+    num = lambda fmt, w: st.column_config.NumberColumn(format=fmt, width=w)        # noqa: E731
+    st.dataframe(pd.DataFrame(table), hide_index=True, key="arch.runs", column_config={
+        "run": st.column_config.TextColumn(width=100), "arch": st.column_config.TextColumn(width=65),
+        "width × depth": st.column_config.TextColumn(width=85), "params (M)": num("%.2f", 70),
+        "MFLOP": num("%.0f", 55), "steps": num("%d", 55), "final loss": num("%.4f", 65), "judge %": num("%.1f", 55)})

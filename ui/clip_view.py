@@ -298,7 +298,8 @@ def ranked_grid(batch: dict, keep: int) -> pd.DataFrame:
                             row_labels=[str(c) for c in range(10)],
                             col_labels=[str(r) for r in range(1, PER_CLASS + 1)],
                             customdata=order[["class", "rank"]].to_numpy().tolist(),
-                            highlight=int(pick[0]) if len(pick) else None, height=600, font_size=9)
+                            highlight=int(pick[0]) if len(pick) else None, height=620, font_size=9,
+                            x_title="rank by CLIPScore (1 = best)", y_title="digit")
     left, right = st.columns([2, 1], gap="medium")
     with left:
         st.plotly_chart(fig, key=GRID_KEY, on_select="rerun", selection_mode="points",
@@ -327,10 +328,8 @@ def inspect_one(batch: dict, df: pd.DataFrame) -> None:
     st.markdown(f"Judge: {judge_reading(int(row['judge_class']), int(digit), float(row['judge_confidence']))}")
     st.markdown(f"Thickness **{row['thickness']:.2f} px** · slant **{row['slant']:.0f}°** · CLIP itself reads "
                 f"it as **{int(batch['zero_shot'][i].argmax())}**")
-    fig = go.Figure(go.Bar(x=list(range(10)), y=batch["zero_shot"][i],
-                           marker_color=["#2ca02c" if c == digit else "#9aa5b1" for c in range(10)]))
-    fig.update_layout(height=170, margin=dict(l=10, r=10, t=28, b=10), title="CLIP's own reading",
-                      xaxis=dict(tickvals=list(range(10))), yaxis=dict(range=[0, 1]))
+    fig = figures.class_probability_bars(batch["zero_shot"][i], int(digit), "CLIP's own reading",
+                                         x_title="digit", y_title="CLIP probability", height=210)
     st.plotly_chart(fig, key="clip.zs", config={"displayModeBar": False})
 
 
@@ -387,7 +386,14 @@ def spread_panel(sources: list[dict], batch_df: pd.DataFrame) -> None:
                       "mean CLIPScore [95 % CI]": f"{c['mean']:.3f} [{c['lo']:.3f}, {c['hi']:.3f}]",
                       "judge accuracy": f"{np.mean(judged == np.array(s['class'])):.0%}",
                       "not a digit": f"{np.mean(judged == NOT_A_DIGIT):.0%}", "n": s["n"], "how": s.get("detail", "")})
-    st.dataframe(pd.DataFrame(table), hide_index=True)
+    st.dataframe(pd.DataFrame(table), hide_index=True, column_order=["source", "mean CLIPScore [95 % CI]",
+                                                                      "judge accuracy", "not a digit", "n"],
+                 column_config={"source": st.column_config.TextColumn(width=160),
+                                "mean CLIPScore [95 % CI]": st.column_config.TextColumn(width=160),
+                                "judge accuracy": st.column_config.TextColumn("judge acc.", width=75),
+                                "not a digit": st.column_config.TextColumn(width=80),
+                                "n": st.column_config.NumberColumn(width=55)})
+    st.caption(" ".join(f"{t['source']}: {t['how']}." for t in table if t["how"]))
     st.caption("Judge accuracy counts a \"not a digit\" answer as a miss. Snapshots: the fixed-seed film saved "
                "during training (2 per class).")
     tiles, texts, frames, hov = [], [], [], []
@@ -407,7 +413,8 @@ def spread_panel(sources: list[dict], batch_df: pd.DataFrame) -> None:
         fig = figures.tile_grid(np.stack(tiles), texts, hov, cols=per_row, frames=frames,
                                 row_labels=[short_name(s) for s in sources],
                                 col_labels=["best", "2nd", "3rd", "3rd low", "2nd low", "lowest"],
-                                height=40 + 56 * len(sources), scale=2)
+                                height=60 + 56 * len(sources), scale=2,
+                                x_title="3 highest … 3 lowest CLIPScores", y_title="source")
         left.plotly_chart(fig, key="clip.spread.gallery", config={"displayModeBar": False})
         right.markdown("**The best and the worst of each source** (left, rows in the order of the chart above): its "
                        "3 highest and 3 lowest CLIPScores, the score under each tile. Frame: green = the judge reads "
@@ -431,7 +438,8 @@ def per_class_chart(df: pd.DataFrame, real: pd.DataFrame) -> go.Figure:
 
 
 def baseline_and_agreement(df: pd.DataFrame, real: pd.DataFrame) -> None:
-    c1, c2 = st.columns(2)
+    row = st.container(horizontal=True)                     # side by side at 1400 px, stacked at 1024 px
+    c1, c2 = row.container(width=figures.PAIR_WIDTH), row.container(width=figures.PAIR_WIDTH)
     c1.plotly_chart(per_class_chart(df, real), key="clip.baseline")
     conf = np.zeros((11, 10), dtype=int)                  # judge rows 0-9 and "not a digit"
     for r in df.itertuples():
@@ -440,7 +448,7 @@ def baseline_and_agreement(df: pd.DataFrame, real: pd.DataFrame) -> None:
     keep = [i for i in range(11) if i < 10 or conf[i].any()]
     c2.plotly_chart(figures.heatmap(conf[keep], "CLIP zero-shot class", "judge class", "CLIP vs judge (counts)",
                                     x=[str(c) for c in range(10)], y=[rows[i] for i in keep],
-                                    zrange=(0, max(1, int(conf.max()))), text_format="d", top_down=True),
+                                    quantity="count", z_title="samples", text_format="d", top_down=True),
                     key="clip.conf")
     rho = stats.spearman_ci(df["clip_score"], df["judge_confidence"])
     agree = float((df["judge_class"] == df["clip_zero_shot_class"]).mean())
@@ -455,8 +463,9 @@ def baseline_and_agreement(df: pd.DataFrame, real: pd.DataFrame) -> None:
 
 # -- patterns (4.2) and kept vs rejected (B3) ------------------------------------------------------------------------
 def patterns(df: pd.DataFrame, real: pd.DataFrame) -> None:
-    cols = st.columns(3)
-    for col, x, unit in zip(cols, ("thickness", "slant", "judge_confidence"), ("px", "°", "")):
+    row = st.container(horizontal=True)                     # three a row at 1400 px, one at 1024 px
+    for x, unit in zip(("thickness", "slant", "judge_confidence"), ("px", "°", "")):
+        col = row.container(width=300)
         fig = go.Figure()
         fig.add_trace(go.Scattergl(x=real[x], y=real["clip_score"], mode="markers", name="real",
                                    marker=dict(color="#bbbbbb", size=4, opacity=0.5)))
@@ -470,7 +479,7 @@ def patterns(df: pd.DataFrame, real: pd.DataFrame) -> None:
                           xaxis=dict(title=f"{x.replace('_', ' ')} {unit}".strip()),
                           yaxis=dict(title="CLIPScore",
                                      range=[lo - 0.02, max(df["clip_score"].max(), real["clip_score"].max()) + 0.02]),
-                          legend=dict(orientation="h", yanchor="top", y=-0.25))
+                          legend=figures.LEGEND)
         col.plotly_chart(fig, key=f"clip.pattern.{x}")
         up, down = "the score rises with it", "the score falls with it"
         col.caption(f"generated: {fmt_rho(gen_rho)} — {relation(gen_rho, up, down)}; "
@@ -507,9 +516,10 @@ def guidance_panel(rows: list[dict], recommended: float) -> None:
         "name": "mean CLIPScore", "mean": [c["mean"] for c in cis], "lo": [c["lo"] for c in cis],
         "hi": [c["hi"] for c in cis], "colour": "#1f77b4",
         "text": [f"w = {w:g}: {c['mean']:.3f} [{c['lo']:.3f}, {c['hi']:.3f}], judge {a:.0%}"
-                 for w, c, a in zip(ws, cis, acc)]}], "CLIPScore vs guidance weight (same seeds), 95 % CI",
+                 for w, c, a in zip(ws, cis, acc)]}], "CLIPScore vs guidance w (same seeds, 95 % CI)",
         "guidance weight w", "mean CLIPScore", height=300)
-    c1, c2 = st.columns([3, 2])
+    row = st.container(horizontal=True)
+    c1, c2 = row.container(width=figures.PAIR_WIDTH), row.container(width=figures.PAIR_WIDTH)
     c1.plotly_chart(fig, key="clip.sweep")
     w_all = np.concatenate([[r["guidance"]] * len(r["clip_score"]) for r in rows])
     rho = stats.spearman_ci(w_all, np.concatenate([r["clip_score"] for r in rows]))
@@ -541,7 +551,18 @@ def techniques_panel(rows: list[dict]) -> None:
             entry["CLIPScore vs plain [95 % CI]"] = entry["accuracy vs plain [95 % CI]"] = "—"
         entry["diversity"] = f"{r['diversity']:.2f}"
         table.append(entry)
-    st.dataframe(pd.DataFrame(table), hide_index=True)
+    # two narrow tables (cost and quality, then the paired differences) instead of one of eight columns
+    df = pd.DataFrame(table)
+    text = lambda label, w: st.column_config.TextColumn(label, width=w)        # noqa: E731
+    st.dataframe(df[["technique", "samples", "seconds", "judge accuracy", "mean CLIPScore", "diversity"]],
+                 hide_index=True, column_config={
+                     "technique": text(None, 170), "samples": st.column_config.NumberColumn(width=70),
+                     "seconds": st.column_config.NumberColumn(format="%.1f", width=70),
+                     "judge accuracy": text("judge acc.", 80), "mean CLIPScore": text("CLIPScore", 80),
+                     "diversity": text(None, 75)})
+    st.dataframe(df[["technique", "CLIPScore vs plain [95 % CI]", "accuracy vs plain [95 % CI]"]], hide_index=True,
+                 column_config={"technique": text(None, 145), "CLIPScore vs plain [95 % CI]": text(None, 180),
+                                "accuracy vs plain [95 % CI]": text(None, 225)})
     st.caption("Each technique fills the same 30 slots (3 per class, the same first seeds). Reranking and rejection "
                "spend extra samples to *choose* among what the same weights generate; CLIP guidance spends a gradient "
                "through CLIP at every step. None of them changes the model: the plain row is what it still generates. "

@@ -217,15 +217,15 @@ def recognisability_panel(ck, path: str, cfg: SampleConfig) -> None:
     if curve is None:
         return
     pct = [100 * d for d in curve["done"]]
-    c1, c2 = st.columns(2)
-    c1.plotly_chart(figures.per_class_lines(pct, curve["x0_pred"]["accuracy"], "judge accuracy on x̂₀",
-                                            "% of denoising done", "accuracy", curve["x0_pred"]["overall"], chance=0.1,
-                                            not_a_digit=curve["x0_pred"].get("not_a_digit")),
-                    key="denoising.x0curve")
-    c2.plotly_chart(figures.per_class_lines(pct, curve["x_t"]["accuracy"], "judge accuracy on x_t",
-                                            "% of denoising done", "accuracy", curve["x_t"]["overall"], chance=0.1,
-                                            not_a_digit=curve["x_t"].get("not_a_digit")),
-                    key="denoising.xtcurve")
+    row = st.container(horizontal=True)
+    row.container(width=figures.PAIR_WIDTH).plotly_chart(figures.per_class_lines(
+        pct, curve["x0_pred"]["accuracy"], "judge accuracy on x̂₀", "% of denoising done", "accuracy",
+        curve["x0_pred"]["overall"], chance=0.1, not_a_digit=curve["x0_pred"].get("not_a_digit")),
+        key="denoising.x0curve")
+    row.container(width=figures.PAIR_WIDTH).plotly_chart(figures.per_class_lines(
+        pct, curve["x_t"]["accuracy"], "judge accuracy on x_t", "% of denoising done", "accuracy",
+        curve["x_t"]["overall"], chance=0.1, not_a_digit=curve["x_t"].get("not_a_digit")),
+        key="denoising.xtcurve")
     st.markdown(recognisability_sentence(curve))
     st.caption(source)
 
@@ -259,19 +259,20 @@ def guidance_grid_panel(ck, path: str, cfg: SampleConfig) -> None:
         return
     weights = g["weights"]
     images = np.asarray(g["images"], dtype=np.uint8).reshape(-1, 28, 28)
-    c1, c2 = st.columns([3, 2])
-    c1.image(widgets.mosaic(images, cols=10, scale=3), output_format="PNG",
-             caption="rows: guidance w = " + ", ".join(f"{w:g}" for w in weights) + "; columns: digits 0…9 "
-                     f"(the first of {params['seeds']} seeds per cell, DDIM-{params['config']['steps']})")
+    row = st.container(horizontal=True)
+    row.container(width=figures.PAIR_WIDTH).image(
+        widgets.mosaic(images, cols=10, scale=3), output_format="PNG",
+        caption="rows: guidance w = " + ", ".join(f"{w:g}" for w in weights) + "; columns: digits 0…9 "
+                f"(the first of {params['seeds']} seeds per cell, DDIM-{params['config']['steps']})")
     if g["accuracy"] is not None:
         acc = np.asarray(g["accuracy"])
-        c2.plotly_chart(figures.heatmap(acc, "digit", "guidance w", "judge accuracy per cell",
-                                        x=[str(c) for c in range(10)], y=[f"w = {w:g}" for w in weights],
-                                        zrange=(0, 1), text_format=".0%", top_down=True),
-                        key="denoising.gridacc")
+        row.container(width=figures.PAIR_WIDTH).plotly_chart(figures.heatmap(
+            acc, "digit", "guidance weight w", "judge accuracy per cell", x=[str(c) for c in range(10)],
+            y=[f"w = {w:g}" for w in weights], quantity="accuracy", text_format=".0%", top_down=True),
+            key="denoising.gridacc")
         conf = np.asarray(g["confidence"]).mean(1)
         per_w = acc.mean(1)
-        c2.markdown("Mean over classes: " + "; ".join(
+        st.markdown("Mean over classes: " + "; ".join(
             f"w = {w:g}: accuracy **{a:.1%}**, confidence **{c:.3f}**" for w, a, c in zip(weights, per_w, conf)) + ".")
     st.caption(source)
 
@@ -375,7 +376,6 @@ def wrong_sampler_note(right: torch.Tensor, wrong: torch.Tensor, digit: int) -> 
 
 def speed_panel(ck, path: str, cfg: SampleConfig) -> None:
     import pandas as pd
-    import plotly.graph_objects as go
 
     params = export.evidence_params("sampler_speed", ck, config=cfg)
     rows, source = panel_result(ck, path, "sampler_speed", params,
@@ -385,18 +385,15 @@ def speed_panel(ck, path: str, cfg: SampleConfig) -> None:
         return
     df = pd.DataFrame(rows)
     n = int(df["n"].iloc[0])
-    fig = go.Figure()
-    for name, g in df.groupby("sampler"):
-        fig.add_trace(go.Scatter(x=g["seconds"], y=g.get("judge_accuracy"), mode="lines+markers+text",
-                                 text=[f"{s} steps" for s in g["steps"]], textposition="top center",
-                                 name=name.upper()))
-    fig.add_hline(y=0.1, line=dict(color="grey", dash="dot"), annotation_text="chance (10 %)")
-    fig.update_xaxes(title=f"seconds for {n} digits (log scale)", type="log")
-    fig.update_yaxes(title="judge accuracy", range=[0, 1.05])
-    fig.update_layout(height=330, margin=dict(l=10, r=10, t=30, b=10), title="speed vs quality")
-    c1, c2 = st.columns([2, 1])
-    c1.plotly_chart(fig, key="denoising.speedchart")
-    c2.dataframe(df.rename(columns={"n": "digits"}), hide_index=True)
+    row = st.container(horizontal=True)
+    row.container(width=figures.PAIR_WIDTH).plotly_chart(figures.speed_quality_figure(rows),
+                                                         key="denoising.speedchart")
+    side = row.container(width=figures.PAIR_WIDTH)
+    side.dataframe(_speed_table(df), hide_index=True, column_config={
+        "sampler": st.column_config.TextColumn(width=70), "steps": st.column_config.NumberColumn(width=60),
+        "seconds": st.column_config.NumberColumn(format="%.2f", width=75),
+        "judge accuracy": st.column_config.NumberColumn(format="%.1f %%", width=110),
+        "judge confidence": st.column_config.NumberColumn(format="%.3f", width=120)})
     slow, quick = df.loc[df["seconds"].idxmax()], df.loc[df["seconds"].idxmin()]
     st.markdown(f"{slow['sampler'].upper()}-{slow['steps']} took **{slow['seconds']:.1f} s** for {n} digits, "
                 f"{slow['seconds'] / quick['seconds']:.0f}× {quick['sampler'].upper()}-{quick['steps']} "
@@ -406,7 +403,7 @@ def speed_panel(ck, path: str, cfg: SampleConfig) -> None:
     if (ck.model_config.patch_size == 1 and (fast / "weights.safetensors").exists()
             and not torch.cuda.is_available()):
         fast_ck = resources.load_model(str(fast))
-        c2.caption("Sampling on a CPU: the shipped `fast` model (pick it in the sidebar) folds 2×2 pixel patches "
+        side.caption("Sampling on a CPU: the shipped `fast` model (pick it in the sidebar) folds 2×2 pixel patches "
                    "into channels and has no 28×28 level: "
                    f"{resources.model_mflop(str(fast), fast_ck.sha256):.0f} MFLOP per image and step against this "
                    f"model's {resources.model_mflop(path, ck.sha256):.0f}; its evaluation reads "
@@ -415,3 +412,15 @@ def speed_panel(ck, path: str, cfg: SampleConfig) -> None:
                    f"distance (this model: {resources.model_report(path).get('accuracy', float('nan')):.1%}, "
                    f"{resources.model_report(path).get('frechet_ratio_to_baseline', float('nan')):.2f}×). The "
                    "Architecture page compares the two.")
+
+
+def _speed_table(df):
+    """The speed measurements as a table that fits a 450-px column: sampler, steps, seconds, judge accuracy in %
+    and confidence (each row measured on the same number of digits, said in the chart's x axis title)."""
+    out = df[["sampler", "steps", "seconds"]].copy()
+    out["sampler"] = out["sampler"].str.upper()
+    if "judge_accuracy" in df:
+        out["judge accuracy"] = 100 * df["judge_accuracy"]
+    if "judge_confidence" in df:
+        out["judge confidence"] = df["judge_confidence"]
+    return out

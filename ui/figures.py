@@ -2,6 +2,8 @@
 fragment redraws every few seconds for every open tab)."""
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 import plotly.graph_objects as go
 
@@ -9,22 +11,70 @@ DIGIT_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b
                  "#bcbd22", "#17becf"]
 
 
+# Legible on a 1024-px projector, where a chart is 280-560 px wide: the legend sits at the bottom of the whole
+# figure (yref "container") so it never covers the x axis title, and a long title wraps instead of being cut.
+LEGEND = dict(orientation="h", yref="container", y=0, yanchor="bottom", x=0, xanchor="left")
+TITLE_CHARS = 40               # a longer title wraps: ~40 characters of the title font fit a 300-px-wide chart
+# Two charts side by side in a wrapping row (st.container(horizontal=True)), each this wide: beside each other
+# from a 1400-px-wide window (main column ~940 px), one above the other at 1024 px (~565 px), never squeezed
+# to ~270 px as two st.columns would be there.
+PAIR_WIDTH = 450
+MAIN_WIDTH_1024 = 560          # the main column of a 1024-px-wide window beside the open sidebar: a table's limit
+
+
+def wrap_title(title: str, width: int = TITLE_CHARS) -> str:
+    """`title` broken into lines of at most `width` characters at spaces (Plotly never wraps a title itself)."""
+    return "<br>".join(textwrap.wrap(title, width)) if len(title) > width else title
+
+
+def log_ticks(lo: float, hi: float) -> list[float]:
+    """Tick values 1, 2, 5 × 10^k from `lo` to `hi` (both > 0), each labelled in full: Plotly's own log ticks
+    label the in-between ones with a bare digit ("2" for 0.02), which reads as a different number."""
+    if not (0 < lo <= hi):
+        raise ValueError(f"log ticks need 0 < lo <= hi, got lo = {lo}, hi = {hi}")
+    ticks = []
+    for k in range(int(np.floor(np.log10(lo))), int(np.ceil(np.log10(hi))) + 1):
+        for m in (1, 2, 5):
+            v = float(f"{m}e{k}")
+            if lo <= v <= hi:
+                ticks.append(v)
+    return ticks
+
+
+def _log_axis(axis: dict, values) -> dict:
+    """`axis` made a log axis ticked at log_ticks of the positive `values`, each tick labelled in full (Plotly's
+    own ticks where fewer than two fall in their range)."""
+    positive = [float(v) for v in values if v is not None and v > 0]
+    ticks = log_ticks(min(positive), max(positive)) if positive else []
+    axis.update(type="log")
+    if len(ticks) >= 2:
+        axis.update(tickvals=ticks, ticktext=[f"{v:g}" for v in ticks])
+    return axis
+
+
+def _top_margin(title: str) -> int:
+    return 10 if not title else 20 + 20 * (title.count("<br>") + 1)
+
+
 def _layout(fig: go.Figure, title: str = "", height: int = 300, **kw) -> go.Figure:
-    fig.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=40 if title else 10, b=10),
-                      legend=dict(orientation="h", yanchor="top", y=-0.28), **kw)
+    title = wrap_title(title)
+    fig.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=_top_margin(title), b=10),
+                      legend=kw.pop("legend", LEGEND), **kw)
     return fig
 
 
 def _fast_layout(title: str, height: int, **kw) -> dict:
     """The layout of `_layout` as a plain dict: a figure built in one constructor call validates once,
     where add_vline / update_* calls each walk the figure again (4 ms -> 2 ms per figure, on the slider path)."""
-    return dict(title=title, height=height, margin=dict(l=10, r=10, t=40 if title else 10, b=10),
-                legend=dict(orientation="h", yanchor="top", y=-0.28), **kw)
+    title = wrap_title(title)
+    return dict(title=title, height=height, margin=dict(l=10, r=10, t=_top_margin(title), b=10),
+                legend=kw.pop("legend", LEGEND), **kw)
 
 
 def schedule_figure(curves: dict[str, dict[str, np.ndarray]], quantity: str, t_mark: int | None,
-                    log_y: bool = False) -> go.Figure:
-    """One line per schedule (e.g. linear vs cosine) of `quantity` over t, with the current t marked."""
+                    log_y: bool = False, y_title: str | None = None) -> go.Figure:
+    """One line per schedule (e.g. linear vs cosine) of `quantity` over t, with the current t marked; `y_title`
+    names the quantity for a reader (default: its key)."""
     traces = []
     for name, c in curves.items():
         y = np.asarray(c[quantity])
@@ -33,8 +83,10 @@ def schedule_figure(curves: dict[str, dict[str, np.ndarray]], quantity: str, t_m
         traces.append(go.Scatter(x=xs, y=y[xs], mode="lines", name=name))
     shapes = [] if t_mark is None else [dict(type="line", x0=t_mark, x1=t_mark, y0=0, y1=1, yref="paper",
                                              line=dict(dash="dash", color="grey"))]
-    yaxis = dict(type="log") if log_y else {}
-    return go.Figure(traces, layout=_fast_layout(quantity, 260, shapes=shapes, xaxis=dict(title="t"), yaxis=yaxis))
+    y_title = y_title or quantity
+    yaxis = dict(title=y_title + (" (log)" if log_y else ""), type="log" if log_y else "linear")
+    return go.Figure(traces, layout=_fast_layout(f"{y_title} over t", 280, shapes=shapes,
+                                                 xaxis=dict(title="timestep t"), yaxis=yaxis))
 
 
 _NORMAL_X = np.linspace(-4, 4, 200)
@@ -47,7 +99,9 @@ def histogram_vs_normal(values: np.ndarray) -> go.Figure:
     return go.Figure([go.Bar(x=(edges[:-1] + edges[1:]) / 2, y=counts, width=edges[1] - edges[0],
                              name="pixels of x_t", opacity=0.7),
                       go.Scatter(x=_NORMAL_X, y=_NORMAL_Y, name="N(0, 1)", mode="lines")],
-                     layout=_fast_layout("pixel histogram of x_t", 260, xaxis=dict(range=[-4, 4], title="pixel value")))
+                     layout=_fast_layout("pixels of x_t vs N(0, 1)", 280,
+                                         xaxis=dict(range=[-4, 4], title="pixel value"),
+                                         yaxis=dict(title="density")))
 
 
 def per_class_lines(x: list[float], per_class: dict, title: str, x_title: str, y_title: str,
@@ -68,49 +122,75 @@ def per_class_lines(x: list[float], per_class: dict, title: str, x_title: str, y
                       annotation_position="bottom right")
     fig.update_xaxes(title=x_title)
     fig.update_yaxes(title=y_title, range=[0, 1.02])
-    return _layout(fig, title, 330)
+    # twelve entries, five a row in equal slots: a narrow chart keeps a three-row legend instead of a scrolled list
+    return _layout(fig, title, 360, legend=LEGEND | dict(entrywidth=0.2, entrywidthmode="fraction"))
 
 
 def loss_figure(history: list[tuple[int, float]], smooth: int = 20) -> go.Figure:
+    """The live run's loss per step (faint) and its running mean (bold), on a log y axis."""
     fig = go.Figure()
+    losses = []
     if history:
         steps, losses = zip(*history)
-        fig.add_trace(go.Scattergl(x=steps, y=losses, mode="lines", name="loss", opacity=0.35))
+        fig.add_trace(go.Scattergl(x=steps, y=losses, mode="lines", name="loss", line=dict(color="#9ecae1")))
         if len(losses) >= 3:
             k = min(smooth, len(losses))
             sm = np.convolve(losses, np.ones(k) / k, mode="valid")
-            fig.add_trace(go.Scattergl(x=steps[k - 1:], y=sm, mode="lines", name=f"mean of {k}"))
+            fig.add_trace(go.Scattergl(x=steps[k - 1:], y=sm, mode="lines", name=f"mean of {k}",
+                                       line=dict(color="#08306b", width=3)))
     fig.update_xaxes(title="step")
-    fig.update_yaxes(title="weighted MSE", type="log")
+    fig.update_yaxes(**_log_axis(dict(title="weighted MSE (log)"), losses))
     return _layout(fig, "training loss", 300, uirevision="loss")
 
 
 def bucket_figure(buckets: list[float | None]) -> go.Figure:
-    labels = [f"{10 * i}–{10 * (i + 1)} %" for i in range(10)]
+    labels = [f"{10 * i}–{10 * (i + 1)}" for i in range(10)]          # short: level at 450 px, the unit in the title
     fig = go.Figure(go.Bar(x=labels, y=[b if b is not None else 0 for b in buckets]))
-    fig.update_xaxes(title="timestep bucket (% of T)")
+    fig.update_xaxes(title="timestep bucket (% of T)", type="category")
     fig.update_yaxes(title="MSE (running mean)")
     return _layout(fig, "loss per timestep bucket", 300)
 
 
 def heatmap(z: np.ndarray, x_title: str, y_title: str, title: str, x=None, y=None,
             zrange: tuple[float, float] | None = None, text_format: str | None = None,
-            top_down: bool = False) -> go.Figure:
-    """A heatmap; signed values get a diverging scale centred on 0, or give `zrange` (e.g. (0, 1) for an
-    accuracy) for a sequential one; `text_format` (e.g. ".0%") prints each cell's value on it."""
-    kw = dict(colorscale="Viridis", zmin=zrange[0], zmax=zrange[1]) if zrange else dict(colorscale="RdBu", zmid=0)
+            top_down: bool = False, quantity: str = "signed", z_title: str = "", height: int = 320) -> go.Figure:
+    """A heatmap whose colour scale fits what it shows (`quantity`):
+
+    - "accuracy": a share in [0, 1] on a sequential scale fixed at 0-1 (raises ValueError outside it), so a
+      93 % cell looks the same on every chart;
+    - "count": a sequential scale from 0 to the largest count (raises ValueError on a negative count);
+    - "signed" (default): a diverging scale centred on 0 (embeddings, features), or `zrange` for a fixed
+      sequential one.
+
+    String `x` / `y` are categories: every one gets its tick (Plotly would otherwise skip some), never a
+    numeric axis. `text_format` (e.g. ".0%") prints each cell's value on it; `top_down` puts the first row on top.
+    """
+    z = np.asarray(z)
+    if quantity == "accuracy":
+        if z.size and (np.nanmin(z) < 0 or np.nanmax(z) > 1):
+            raise ValueError(f"an accuracy heatmap needs values in [0, 1], got {np.nanmin(z):g} to {np.nanmax(z):g}")
+        kw = dict(colorscale="Viridis", zmin=0.0, zmax=1.0, colorbar=dict(tickformat=".0%"))
+        z_title = z_title or "accuracy"
+    elif quantity == "count":
+        if z.size and np.nanmin(z) < 0:
+            raise ValueError(f"a count heatmap needs counts >= 0, got {np.nanmin(z):g}")
+        kw = dict(colorscale="Viridis", zmin=0, zmax=max(1, float(np.nanmax(z)) if z.size else 1), colorbar={})
+        z_title = z_title or "count"
+    elif quantity == "signed":
+        kw = (dict(colorscale="Viridis", zmin=zrange[0], zmax=zrange[1], colorbar={}) if zrange else
+              dict(colorscale="RdBu", zmid=0, colorbar={}))
+    else:
+        raise ValueError(f"quantity must be 'accuracy', 'count' or 'signed', got {quantity!r}")
+    kw["colorbar"].update(thickness=12, title=dict(text=z_title, side="right"))
     if text_format:
-        kw.update(texttemplate=f"%{{z:{text_format}}}", textfont=dict(size=9))
-    fig = go.Figure(go.Heatmap(z=z, x=x, y=y, **kw))
-    if x is not None and all(isinstance(v, str) for v in x):
-        fig.update_xaxes(type="category")
-    if y is not None and all(isinstance(v, str) for v in y):
-        fig.update_yaxes(type="category")
+        kw.update(texttemplate=f"%{{z:{text_format}}}", textfont=dict(size=10))
+    xaxis, yaxis = dict(title=x_title), dict(title=y_title)
+    for axis, values in ((xaxis, x), (yaxis, y)):
+        if values is not None and len(values) and all(isinstance(v, str) for v in values):
+            axis.update(type="category", tickmode="array", tickvals=list(values), ticktext=list(values))
     if top_down:                                                        # the first row on top, as in a table
-        fig.update_yaxes(autorange="reversed")
-    fig.update_xaxes(title=x_title)
-    fig.update_yaxes(title=y_title)
-    return _layout(fig, title, 320)
+        yaxis.update(autorange="reversed")
+    return go.Figure(go.Heatmap(z=z, x=x, y=y, **kw), layout=_fast_layout(title, height, xaxis=xaxis, yaxis=yaxis))
 
 
 def recorded_loss_figure(steps: list[int], loss: list[float], smooth_steps: list[int], smoothed: list[float],
@@ -184,10 +264,53 @@ def loss_vs_accuracy_figure(labels: list[str], losses: list[float], accuracies: 
         positions[i] = "top center" if rank % 2 == 0 else "bottom center"
     pts = go.Scatter(x=losses, y=accuracies, mode="markers+text", text=labels, textposition=positions,
                      marker=dict(size=10, color=colours), cliponaxis=False, name="models")
-    return go.Figure([pts], layout=_fast_layout("final loss vs judge accuracy", 340,
-                                                xaxis=dict(title="final training loss (log)", type="log"),
+    xaxis = _log_axis(dict(title="final training loss (log)"), losses)
+    return go.Figure([pts], layout=_fast_layout("final loss vs judge accuracy", 340, xaxis=xaxis,
                                                 yaxis=dict(title="judge accuracy", range=[0, 1.12],
                                                            tickformat=".0%")))
+
+
+def speed_quality_figure(rows: list[dict]) -> go.Figure:
+    """Judge accuracy against seconds (log x) per sampler, one point per step count labelled with it; rows: dicts
+    with sampler, steps, seconds, n and judge_accuracy (as engine precompute's sampler_speed measures them)."""
+    traces = []
+    for name in sorted({r["sampler"] for r in rows}):
+        rs = sorted((r for r in rows if r["sampler"] == name), key=lambda r: r["seconds"])
+        traces.append(go.Scatter(x=[r["seconds"] for r in rs], y=[r.get("judge_accuracy") for r in rs],
+                                 mode="lines+markers+text", text=[str(r["steps"]) for r in rs],
+                                 textposition="top center", cliponaxis=False, textfont=dict(size=11),
+                                 name=f"{name.upper()} (label: steps)",
+                                 hovertext=[f"{name.upper()}-{r['steps']}: {r['seconds']:.2f} s" for r in rs],
+                                 hoverinfo="text+y"))
+    n = rows[0]["n"] if rows else 0
+    xaxis = _log_axis(dict(title=f"seconds for {n} digits (log scale)"), [r["seconds"] for r in rows])
+    return go.Figure(traces, layout=_fast_layout("speed vs quality", 340, **_chance(0.1), xaxis=xaxis,
+                                                 yaxis=dict(title="judge accuracy", range=[0, 1.12],
+                                                            tickformat=".0%")))
+
+
+def ablation_loss_figure(curves: dict[str, tuple[list[int], list[float]]], k: int = 25) -> go.Figure:
+    """Each model's training loss as the running mean of `k` logged values (log y): curves {name: (steps, loss)}."""
+    traces, values = [], []
+    for name, (steps, loss) in curves.items():
+        if not loss:
+            continue
+        m = min(k, len(loss))
+        smooth = np.convolve(loss, np.ones(m) / m, mode="valid")
+        values += [float(smooth.min()), float(smooth.max())]
+        traces.append(go.Scatter(x=list(steps)[m - 1:], y=smooth, mode="lines", name=name))
+    return go.Figure(traces, layout=_fast_layout(f"training loss (mean of {k} logged)", 340,
+                                                 xaxis=dict(title="step"),
+                                                 yaxis=_log_axis(dict(title="training loss (log)"), values)))
+
+
+def class_probability_bars(probs, highlight: int | None, title: str, x_title: str = "digit",
+                           y_title: str = "probability", height: int = 200) -> go.Figure:
+    """One bar per class (0-9) of a probability vector on a 0-1 axis, the class `highlight` in green."""
+    bar = go.Bar(x=[str(c) for c in range(len(probs))], y=list(np.asarray(probs, dtype=float)),
+                 marker_color=["#2ca02c" if c == highlight else "#9aa5b1" for c in range(len(probs))])
+    return go.Figure([bar], layout=_fast_layout(title, height, xaxis=dict(title=x_title, type="category"),
+                                                yaxis=dict(title=y_title, range=[0, 1])))
 
 
 # -- tiles with their numbers, and means with confidence intervals (the CLIP evaluation page) ------------------------
@@ -207,9 +330,10 @@ def tile_grid(tiles: np.ndarray, texts: list[str], hovers: list[str], cols: int,
               row_labels: list[str] | None = None, col_labels: list[str] | None = None,
               customdata: list | None = None, highlight: int | None = None, height: int = 600,
               title: str = "", scale: int = 3, text_colours: list[str] | None = None,
-              font_size: int = 10) -> go.Figure:
+              font_size: int = 10, x_title: str = "", y_title: str = "") -> go.Figure:
     """Tiles (N, 28, 28) uint8 in a grid of `cols` columns, `texts[i]` printed under tile i, `hovers[i]` on hover,
-    an optional RGB frame per tile and a highlight box around tile `highlight`.
+    an optional RGB frame per tile and a highlight box around tile `highlight`; `x_title` / `y_title` say what
+    the columns and rows are (e.g. "rank by CLIPScore", "digit").
 
     Trace 1 holds one invisible marker per tile centre (customdata[i]), so st.plotly_chart(on_select="rerun",
     selection_mode="points") turns a click on a tile into a selection of that tile. Coordinates are the grid's
@@ -246,15 +370,16 @@ def tile_grid(tiles: np.ndarray, texts: list[str], hovers: list[str], cols: int,
         shapes.append(dict(type="rect", x0=x - half, x1=x + half, y0=y - half, y1=y + half + label,
                            line=dict(color="#1f4fff", width=3)))
     W, H = canvas.shape[1], canvas.shape[0]
-    xaxis = dict(range=[0, W], showgrid=False, zeroline=False, fixedrange=True, side="top", tickangle=0,
+    xaxis = dict(title=x_title, range=[0, W], showgrid=False, zeroline=False, fixedrange=True, side="top", tickangle=0,
                  tickfont=dict(size=font_size), tickvals=xs[:cols] if col_labels else [], ticktext=col_labels or [],
                  constrain="domain", constraintoward="left")
-    yaxis = dict(range=[H, 0], showgrid=False, zeroline=False, fixedrange=True, scaleanchor="x", constrain="domain",
-                 constraintoward="top", tickvals=ys[::cols] if row_labels else [], ticktext=row_labels or [],
-                 automargin=True)
+    yaxis = dict(title=y_title, range=[H, 0], showgrid=False, zeroline=False, fixedrange=True, scaleanchor="x",
+                 constrain="domain", constraintoward="top", tickvals=ys[::cols] if row_labels else [],
+                 ticktext=row_labels or [], automargin=True)
     return go.Figure([image, markers], layout=dict(
-        title=title, height=height, margin=dict(l=10, r=10, t=(60 if title else 24) if col_labels else
-                                                (40 if title else 10), b=6),
+        title=wrap_title(title), height=height,
+        margin=dict(l=10, r=10, t=((60 if title else 24) if col_labels else (40 if title else 10))
+                    + (20 if x_title else 0), b=6),
         xaxis=xaxis, yaxis=yaxis, annotations=annotations, shapes=shapes, dragmode=False, hovermode="closest",
         hoverdistance=40, plot_bgcolor="white", clickmode="event+select"))
 
@@ -291,7 +416,8 @@ def means_with_ci(x: list, groups: list[dict], title: str, x_title: str, y_title
 
 
 def strip_by_group(names: list[str], values: list[list[float]], colours: list[str], hovers: list[list[str]],
-                   title: str, x_title: str, height: int = 420, marks: list[dict] | None = None) -> go.Figure:
+                   title: str, x_title: str, height: int = 420, marks: list[dict] | None = None,
+                   y_title: str = "source") -> go.Figure:
     """One horizontal box per group with every point drawn beside it (jittered): where each group lies on one
     scale. marks: vertical reference lines [{"x", "text", "colour"}]."""
     traces = [go.Box(x=v, name=n, orientation="h", boxpoints="all", jitter=0.5, pointpos=0, marker=dict(
@@ -304,5 +430,5 @@ def strip_by_group(names: list[str], values: list[list[float]], colours: list[st
         annotations.append(dict(x=m["x"], yref="paper", y=1.0, text=m["text"], showarrow=False, yanchor="bottom",
                                 font=dict(size=11, color=m.get("colour", "grey"))))
     return go.Figure(traces, layout=_fast_layout(title, height, xaxis=dict(title=x_title),
-                                                 yaxis=dict(autorange="reversed", automargin=True),
+                                                 yaxis=dict(title=y_title, autorange="reversed", automargin=True),
                                                  shapes=shapes, annotations=annotations))

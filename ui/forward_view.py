@@ -38,25 +38,28 @@ def noise_panel(page: str, params: list, x0: torch.Tensor, caption: str) -> None
     noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(state.get(page, "noise")))
     x_t = schedule.q_sample(x0, torch.tensor([t]), noise)
     a, b = schedule.signal_noise_coefficients(t)
-    c1, c2, c3 = st.columns([1, 1, 3])
+    c1, c2, c3 = st.columns([1, 1, 2])
     with c1:
         widgets.show(widgets.to_display(x0[0]), caption=f"x₀ · {caption}", scale=6)
     with c2:
         widgets.show(widgets.to_display(x_t[0]), caption=f"x_t at t = {t} ({100 * t / (T - 1):.0f} % of T)", scale=6)
     with c3:
-        st.latex(r"q(x_t \mid x_0) = \mathcal{N}\!\left(\sqrt{\bar\alpha_t}\,x_0,\;(1-\bar\alpha_t)\,I\right)")
-        st.latex(rf"x_{{{t}}} = {a:.3f}\,x_0 + {b:.3f}\,\epsilon,\quad \epsilon\sim\mathcal{{N}}(0, I)")
         st.markdown(f"ᾱ_t = **{a * a:.4f}** — {100 * a:.1f} % of the signal amplitude is left; "
                     f"SNR = **{10 * np.log10(a * a / max(b * b, 1e-12)):.1f} dB**.")
+    # the formulas under the pictures, across the panel: beside them they were cut off at 1024 px
+    st.latex(r"q(x_t \mid x_0) = \mathcal{N}\!\left(\sqrt{\bar\alpha_t}\,x_0,\;(1-\bar\alpha_t)\,I\right)")
+    st.latex(rf"x_{{{t}}} = {a:.3f}\,x_0 + {b:.3f}\,\epsilon,\quad \epsilon\sim\mathcal{{N}}(0, I)")
     strip = noising_strip(schedule, x0, [i / 10 for i in range(11)], noise)
     st.image(widgets.mosaic(widgets.to_display(strip), cols=11, scale=2), output_format="PNG",
              caption="the same digit and noise at 0 %, 10 %, …, 100 % of the chain")
-    h, s = st.columns([2, 3])
-    h.plotly_chart(figures.histogram_vs_normal(x_t.numpy()), key=k("hist"))
-    with s:
+    # side by side where the panel is wide enough, one above the other on a 1024-px screen
+    row = st.container(horizontal=True)
+    row.container(width=300).plotly_chart(figures.histogram_vs_normal(x_t.numpy()), key=k("hist"))
+    with row.container(width=300):
         # one quantity at a time: each Plotly figure costs ~2.5 ms of server time per slider move
         quantity = st.radio("Schedules (1.2): how fast the signal goes — linear vs cosine, current t dashed",
                             list(_QUANTITIES), horizontal=True, key=k("quantity"))
         name, log_y = _QUANTITIES[quantity]
-        st.plotly_chart(figures.schedule_figure(_curves(), name, t, log_y=log_y), key=k("schedule_plot"))
+        st.plotly_chart(figures.schedule_figure(_curves(), name, t, log_y=log_y, y_title=quantity),
+                        key=k("schedule_plot"))
     st.session_state[PANEL_MS] = 1000 * (time.perf_counter() - start)

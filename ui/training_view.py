@@ -23,24 +23,49 @@ HISTORY_MODEL = "default"      # the shipped model whose own recorded training t
 CHANCE = 0.1                   # a random guess among the ten digits
 
 
+NAME, STEPS, STAMP = "training.name", "training.steps", "training.stamp"
+
+
+def _form_defaults(preset: str) -> dict:
+    """The start form's keyed fields as the preset sets them: a run name after the preset, its step count."""
+    stamp = st.session_state.setdefault(STAMP, time.strftime("%H%M%S"))
+    return {NAME: f"{preset}-{stamp}", STEPS: PRESETS[preset].train.steps}
+
+
+def _follow_preset() -> None:
+    """On a preset change: the default run name and the step count follow the new preset (the other fields are
+    unkeyed, so they follow by themselves); a name the learner typed is kept."""
+    stamp = st.session_state.get(STAMP)
+    name = str(st.session_state.get(NAME) or "").strip()
+    defaults = _form_defaults(st.session_state["training.preset"])
+    if not name or name in {f"{p}-{stamp}" for p in PRESETS}:
+        st.session_state[NAME] = defaults[NAME]
+    st.session_state[STEPS] = defaults[STEPS]
+
+
 def start_form(can_control: bool) -> None:
     trainer = resources.get_trainer()
-    preset = st.selectbox("Preset", list(PRESETS), index=0, key="training.preset",
+    preset = st.selectbox("Preset", list(PRESETS), index=0, key="training.preset", on_change=_follow_preset,
                           format_func=lambda n: f"{n} — {PRESETS[n].description}")
-    stamp = st.session_state.setdefault("training.stamp", time.strftime("%H%M%S"))
+    if st.session_state.pop("training.renew", False):                 # a run was started: a fresh default name
+        st.session_state.pop(STAMP, None)
+        st.session_state.update(_form_defaults(preset))
+    for key, value in _form_defaults(preset).items():                # keyed fields: set once, then the learner's
+        st.session_state.setdefault(key, value)
     with st.form("training.form"):
         c1, c2 = st.columns(2)
-        name = c1.text_input("Run name", value=f"{preset}-{stamp}", key="training.name")
-        steps = c2.number_input("Steps", 1, 1_000_000, value=PRESETS[preset].train.steps, key="training.steps")
-        c1, c2, c3, c4 = st.columns(4)
+        name = c1.text_input("Run name", key=NAME)
+        steps = c2.number_input("Steps", 1, 1_000_000, key=STEPS)
+        # three a row: four squeezed the learning rate's digits out of its box at 1024 px
+        c1, c2, c3 = st.columns(3)
         width = c1.number_input("Width (base channels)", 4, 512, value=PRESETS[preset].model.base_channels, step=4)
         depth = c2.number_input("Depth (blocks / level)", 1, 8, value=PRESETS[preset].model.num_res_blocks)
-        lr = c3.number_input("Learning rate", 1e-6, 1.0, value=PRESETS[preset].train.lr, format="%.5f")
-        batch = c4.number_input("Batch size", 1, 4096, value=PRESETS[preset].train.batch_size)
+        batch = c3.number_input("Batch size", 1, 4096, value=PRESETS[preset].train.batch_size)
         c1, c2, c3 = st.columns(3)
-        T = c1.number_input("T (diffusion steps)", 1, 10000, value=PRESETS[preset].schedule.T)
-        kind = c2.selectbox("Schedule", ["cosine", "linear"], index=0)
-        p_uncond = c3.slider("p_uncond (label dropout)", 0.0, 1.0, PRESETS[preset].train.p_uncond, 0.05)
+        lr = c1.number_input("Learning rate", 1e-6, 1.0, value=PRESETS[preset].train.lr, format="%.5f")
+        T = c2.number_input("T (diffusion steps)", 1, 10000, value=PRESETS[preset].schedule.T)
+        kind = c3.selectbox("Schedule", ["cosine", "linear"], index=0)
+        p_uncond = st.slider("p_uncond (label dropout)", 0.0, 1.0, PRESETS[preset].train.p_uncond, 0.05)
         init = st.selectbox("Start from", ["fresh weights"] + list(resources.model_choices()),
                             help="'Train on top of' a shipped model or another run of the same architecture")
         submitted = st.form_submit_button("Start training", type="primary", disabled=not can_control,
@@ -52,7 +77,7 @@ def start_form(can_control: bool) -> None:
             check_model_size(p.model)                            # ConfigError with the reason, shown below
             init_from = None if init == "fresh weights" else resources.model_choices()[init]
             trainer.start(name, p.model, p.schedule, p.train, p.recommended, init_from=init_from)
-            st.session_state.pop("training.stamp", None)        # the next run gets a fresh default name
+            st.session_state["training.renew"] = True            # the next run gets a fresh default name
             st.toast(f"Started {name}")
         except (ConfigError, TrainerBusy, ValueError, FileExistsError) as e:
             st.error(str(e))
@@ -61,18 +86,20 @@ def start_form(can_control: bool) -> None:
 
 
 def controls(can_control: bool) -> None:
+    """Pause, Resume and Stop of the run training now: the one place to resume a paused run (the runs table
+    resumes interrupted runs from their checkpoint)."""
     trainer = resources.get_trainer()
     s = trainer.status()
-    c1, c2, c3, _ = st.columns([1, 1, 1, 4])
-    if c1.button("Pause", disabled=not can_control or s.state != "running", key="training.pause") \
+    row = st.container(horizontal=True)                  # each button as wide as its label: none is cut
+    if row.button("Pause", disabled=not can_control or s.state != "running", key="training.pause") \
             and roles.require_instructor("pause training"):
         trainer.pause()
         st.rerun()
-    if c2.button("Resume", disabled=not can_control or s.state != "paused", key="training.resume") \
+    if row.button("Resume", disabled=not can_control or s.state != "paused", key="training.resume") \
             and roles.require_instructor("resume training"):
         trainer.resume()
         st.rerun()
-    if c3.button("Stop", disabled=not can_control or not s.active, key="training.stop") \
+    if row.button("Stop", disabled=not can_control or not s.active, key="training.stop") \
             and roles.require_instructor("stop training"):
         trainer.stop()
         st.rerun()
@@ -94,12 +121,15 @@ def live_panel() -> None:
                                f"{s.images_per_s:.0f} images/s on {s.device}{eta}")
         if s.error:
             st.error(without_paths(s.error))
-        c1, c2, c3 = st.columns(3)
-        c1.plotly_chart(figures.loss_figure(list(s.loss_history)), key="training.loss")
-        c2.plotly_chart(figures.bucket_figure(list(s.loss_by_bucket)), key="training.buckets")
+        row = st.container(horizontal=True)              # wraps: two a row from ~1400 px, one at 1024 px
+        row.container(width=figures.PAIR_WIDTH).plotly_chart(figures.loss_figure(list(s.loss_history)),
+                                                             key="training.loss")
+        row.container(width=figures.PAIR_WIDTH).plotly_chart(figures.bucket_figure(list(s.loss_by_bucket)),
+                                                             key="training.buckets")
         judged = [{"step": step, "accuracy": acc, "per_class": {c: per.get(str(c), per.get(c)) for c in range(10)}}
                   for step, acc, per in s.judge_history]
-        c3.plotly_chart(figures.judge_over_training_figure(judged, CHANCE), key="training.judge")
+        row.container(width=figures.PAIR_WIDTH).plotly_chart(figures.judge_over_training_figure(judged, CHANCE),
+                                                             key="training.judge")
         if active and not s.active:
             st.rerun()        # the run ended: one full rerun stops the polling and refreshes the runs table
 
@@ -210,16 +240,16 @@ def shipped_history(live: bool = False) -> None:
                    f"`checkpoints/{HISTORY_MODEL}` recorded while it was trained ({made}; its metrics.jsonl{every}). "
                    "A run started above appears above them, live; the shipped models stay in the table below.")
     st.markdown("**The loss, over training and per noise level (1.2, 3.1)**")
-    c1, c2 = st.columns(2)
-    with c1:
+    row = st.container(horizontal=True)                  # side by side from ~1400 px, stacked at 1024 px
+    with row.container(width=figures.PAIR_WIDTH):
         _recorded_loss(rec["metrics"], tc)
-    with c2:
+    with row.container(width=figures.PAIR_WIDTH):
         _recorded_buckets(folder, tc)
     st.markdown("**Quality: what the samples look like, and how many the judge recognises (3.1, 3.2)**")
-    c1, c2 = st.columns(2)
-    with c1:
+    row = st.container(horizontal=True)
+    with row.container(width=figures.PAIR_WIDTH):
         judged = _recorded_judge(folder, rec)
-    with c2:
+    with row.container(width=figures.PAIR_WIDTH):
         film(snaps, "training.history_film", f"shipped {HISTORY_MODEL}", judged, stacked=True)
 
 
@@ -290,7 +320,7 @@ def _recorded_buckets(folder: Path, tc: TrainConfig | None) -> None:
         text += (f"The high-noise half ({100 * buckets[half][0]:.0f}–{100 * buckets[-1][1]:.0f} %) holds "
                  f"{100 * (1 - low_share):.0f} % of the sum.")
     if tc is not None and tc.min_snr_gamma > 0:
-        text += " The training loss (left) weights the noise levels (Min-SNR-γ), so it is not these bars' mean."
+        text += " The recorded training loss weights the noise levels (Min-SNR-γ), so it is not these bars' mean."
     m = entry.get("measured") or {}
     if m:
         text += f" Measured {m.get('date', '')} on {m.get('machine', '?')} (`python -m engine precompute`)."
@@ -380,23 +410,29 @@ def runs_table(can_control: bool) -> None:
     ok = [r for r in rows if "error" not in r and r.get("judge_accuracy") is not None]
     if ok:
         colours = ["#1f77b4" if r["source"] == "shipped" else "#ff7f0e" for r in ok]
-        c1, c2 = st.columns(2)
-        c1.plotly_chart(figures.model_accuracy_bars([_label(r) for r in ok], [r["judge_accuracy"] for r in ok],
-                                                    colours, [r.get("judged_on") or "" for r in ok],
-                                                    "judge accuracy", CHANCE), key="training.cmp")
+        row = st.container(horizontal=True)
+        bars = figures.model_accuracy_bars([_label(r) for r in ok], [r["judge_accuracy"] for r in ok], colours,
+                                           [r.get("judged_on") or "" for r in ok], "judge accuracy", CHANCE)
+        row.container(width=figures.PAIR_WIDTH).plotly_chart(bars, key="training.cmp")
         lossy = [r for r in ok if r.get("final_loss")]
         if lossy:
-            c2.plotly_chart(figures.loss_vs_accuracy_figure([_label(r) for r in lossy],
-                                                            [r["final_loss"] for r in lossy],
-                                                            [r["judge_accuracy"] for r in lossy],
-                                                            [c for r, c in zip(ok, colours) if r.get("final_loss")]),
-                            key="training.loss_vs_acc")
+            scatter = figures.loss_vs_accuracy_figure([_label(r) for r in lossy], [r["final_loss"] for r in lossy],
+                                                      [r["judge_accuracy"] for r in lossy],
+                                                      [c for r, c in zip(ok, colours) if r.get("final_loss")])
+            row.container(width=figures.PAIR_WIDTH).plotly_chart(scatter, key="training.loss_vs_acc")
         st.caption(_loss_vs_quality(lossy) + " Blue: shipped; orange: your runs. Red dashes: chance.")
-    resumable = [r["name"] for r in rows if r["source"] == "run" and "error" not in r and r.get("interrupted")]
+    # Resume run: interrupted runs other than the one training now (a paused run resumes with Resume above:
+    # one control per meaning); while a run is active, another cannot start (one training job at a time).
+    s = resources.get_trainer().status()
+    current = s.run_name if s.active else None
+    resumable = [r["name"] for r in rows if r["source"] == "run" and "error" not in r and r.get("interrupted")
+                 and r["name"] != current]
     if resumable:
-        c1, c2 = st.columns([3, 1])
+        c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
         name = c1.selectbox("Interrupted runs", resumable, key="training.resume_name")
-        if c2.button("Resume run", disabled=not can_control, key="training.resume_run") \
+        busy = f"run {current!r} is {s.state}: stop it first (one training job at a time)" if current else None
+        if c2.button("Resume run", disabled=not can_control or current is not None, key="training.resume_run",
+                     help=busy or "continue this run from its last checkpoint") \
                 and roles.require_instructor("resume a run"):
             try:
                 resources.get_trainer().resume_run(name)
