@@ -2,7 +2,7 @@
 import streamlit as st
 
 from engine.training import list_runs
-from ui import architecture_view as view, resources, state
+from ui import architecture_view as view, denoising_view, resources, state
 
 import ui  # noqa: E402
 
@@ -38,6 +38,12 @@ view.embeddings_panel(ck)
 
 st.subheader("The context mask: dropped labels during training (2.3)")
 view.context_mask_panel(ck, seed=digit)
+
+st.subheader("What the class label does when sampling: classifier-free guidance (2.3)")
+st.caption("Because labels were dropped, the one network predicts noise with the class and without it; sampling "
+           "pushes away from the unconditional prediction by a weight w. Each row below is one w, each column one "
+           "digit asked for (the same grid as on the Denoising page).")
+denoising_view.guidance_grid_panel(ck, path, ck.recommended, ns="arch")
 
 st.subheader("Told the right t vs a wrong t (3.3)")
 view.told_t_panel(ck, digit, t, told)

@@ -21,6 +21,7 @@ PARAMS = [
     state.Param("sampler", rec.sampler, state.one_of(*samplers.names())),
     state.Param("steps", min(rec.steps, ck.schedule_config.T), state.int_in(1, 1000)),
     state.Param("noise", "on", state.one_of("on", "off")),
+    state.Param("wrong", False, state.flag),             # the right-vs-wrong DDPM comparison, open or not
 ]
 state.init(PAGE, PARAMS)
 k = lambda name: state.key(PAGE, name)  # noqa: E731

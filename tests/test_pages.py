@@ -328,3 +328,17 @@ def test_denoising_guidance_heatmap_is_an_accuracy_on_categorical_axes(app, monk
     assert layout["yaxis"]["type"] == "category" and layout["yaxis"]["tickvals"] == [f"w = {w:g}" for w in weights]
     assert layout["xaxis"]["tickvals"] == [str(c) for c in range(10)]
     assert layout["xaxis"]["title"]["text"] and layout["yaxis"]["title"]["text"]
+
+
+def test_23_shows_the_guidance_grid_beside_the_context_mask_and_denoising_links_its_open_panels(app):
+    app.query_params["model"] = "default"                             # the shipped model: its grid is stored
+    app.run()
+    app.switch_page("pages/architecture.py").run()
+    _ok(app)
+    assert any("arch.gridacc" in c.proto.id for c in app.get("plotly_chart"))
+    assert any("Mean over classes: w = 0" in m.value for m in app.markdown)
+    app.query_params["wrong"] = "True"
+    app.switch_page("pages/denoising.py").run()
+    _ok(app)
+    assert app.toggle(key="denoising.wrong").value is True            # a link reopens the comparison
+    assert any("Dropping σ_t·z keeps only the posterior" in m.value for m in app.markdown)

@@ -251,10 +251,12 @@ def recognisability_sentence(curve: dict) -> str:
     return text
 
 
-def guidance_grid_panel(ck, path: str, cfg: SampleConfig) -> None:
+def guidance_grid_panel(ck, path: str, cfg: SampleConfig, ns: str = "denoising") -> None:
+    """The class × guidance grid (samples and judge accuracy per cell); `ns` keeps its widget keys apart on the
+    pages that show it (Denoising, and Architecture for 2.3: what the class label does at sampling time)."""
     params = export.evidence_params("guidance_grid", ck, config=cfg)
     g, source = panel_result(ck, path, "guidance_grid", params,
-                             f"The class × guidance grid ({params['seeds']} seeds per cell)", "denoising.grid")
+                             f"The class × guidance grid ({params['seeds']} seeds per cell)", f"{ns}.grid")
     if g is None:
         return
     weights = g["weights"]
@@ -269,7 +271,7 @@ def guidance_grid_panel(ck, path: str, cfg: SampleConfig) -> None:
         row.container(width=figures.PAIR_WIDTH).plotly_chart(figures.heatmap(
             acc, "digit", "guidance weight w", "judge accuracy per cell", x=[str(c) for c in range(10)],
             y=[f"w = {w:g}" for w in weights], quantity="accuracy", text_format=".0%", top_down=True),
-            key="denoising.gridacc")
+            key=f"{ns}.gridacc")
         conf = np.asarray(g["confidence"]).mean(1)
         per_w = acc.mean(1)
         st.markdown("Mean over classes: " + "; ".join(
