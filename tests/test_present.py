@@ -128,6 +128,9 @@ def test_present_mode_steps_through_the_prompts_with_their_notes(app):
     assert app.session_state["forward.t"] == first.preset["t"] == 300 and app.session_state["forward.digit"] == 3
     assert _param(app, "t") == "300" and app.slider(key="forward.t").value == 300
     assert _shown(app, notes.note(first.number))
+    assert "schedule" not in first.preset and second.preset["schedule"] == "linear"
+    assert app.session_state["forward.schedule"] == "cosine"                 # 1.2's setting did not carry over
+    assert _param(app, "schedule") == "cosine"
 
 
 def test_present_mode_starts_at_the_current_pages_first_prompt(app):

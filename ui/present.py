@@ -27,9 +27,12 @@ def start_index(current: str) -> int:
 
 
 def show(prompt: Prompt) -> None:
-    """Open the prompt's page with its preset, as the Worksheet's "Show me" does: the preset goes into the page's
-    session-state keys (read before its widgets are drawn) and into the URL, with the model on screen. Does not
+    """Open the prompt's page with its preset (the Worksheet's "Show me" and present mode's ◀ / ▶): the page's
+    earlier settings are dropped, the preset goes into its session-state keys (read before its widgets are drawn)
+    and into the URL with the model on screen, so the view is the preset's whatever was shown before. Does not
     return (st.switch_page)."""
+    for key in [k for k in st.session_state if k.startswith(f"{prompt.namespace}.")]:
+        del st.session_state[key]            # settings left from an earlier view: the page takes its defaults
     for name, value in prompt.preset.items():
         st.session_state[f"{prompt.namespace}.{name}"] = value
     query = {k: str(v) for k, v in prompt.preset.items()}
