@@ -1,7 +1,7 @@
 """Applications: worksheet 5.1 and 5.2 — inpainting, editing, upscaling, interpolation, and the limits."""
 import streamlit as st
 
-from ui import applications_view as view, compute, resources, state, widgets
+from ui import applications_view as view, resources, state, widgets
 
 import ui  # noqa: E402
 
@@ -26,7 +26,7 @@ with left:
     w = st.slider("guidance w", 0.0, 6.0, step=0.1, key="apps.w")
 cfg = ck.recommended.replace(sampler="ddim", steps=min(int(steps), ck.schedule_config.T), guidance=float(w))
 
-with right, compute.stop_if_refused():
+with right:                  # a refusal by the compute budget ends the page with its reason (errors.run_page)
     choice = st.segmented_control("Application", APPS, key="apps.choice", wrap=True)   # all six at 1024 px
     state.sync(PAGE, PARAMS)
     if choice is None:

@@ -35,6 +35,19 @@ def tiny_model():
 
 
 
+@pytest.fixture(scope="module")
+def runs_root(tmp_path_factory):
+    """A runs folder holding one tiny run ("tiny", 4 steps, a checkpoint): what the page tests pick as the model."""
+    from engine.training.run import TrainingRun
+
+    root = tmp_path_factory.mktemp("runs")
+    run = TrainingRun.create(TINY_MODEL, TINY_SCHEDULE, TINY_TRAIN.replace(steps=4), TINY_SAMPLE, root / "tiny")
+    for _ in range(4):
+        run.step()
+    run.save()
+    return root
+
+
 def trained_like(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     """Random non-zero weights everywhere (the zero-initialised layers of a fresh model hide differences)."""
     g = torch.Generator().manual_seed(seed)

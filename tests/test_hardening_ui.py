@@ -108,3 +108,22 @@ def test_st_stop_and_st_rerun_pass_through_the_page_wrapper():
     at = AppTest.from_function(_control_flow_app, default_timeout=30).run()
     assert not at.exception and not at.error
     assert at.session_state["reruns"] == 1 and [m.value for m in at.markdown] == ["before"]
+
+
+def _refused_app():
+    import streamlit as st
+
+    from ui import compute, errors
+
+    def page():
+        st.markdown("before")
+        raise compute.Refused("You have used the 30 s of computing a learner gets per 60 s.")
+
+    errors.run_page(page)
+
+
+def test_a_refusal_by_the_compute_budget_ends_the_page_with_a_warning_not_an_error():
+    at = AppTest.from_function(_refused_app, default_timeout=30).run()
+    assert not at.exception and not at.error
+    assert [m.value for m in at.markdown] == ["before"]
+    assert [w.value for w in at.warning] == ["You have used the 30 s of computing a learner gets per 60 s."]

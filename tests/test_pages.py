@@ -11,21 +11,8 @@ pytest.importorskip("streamlit")
 import streamlit as st  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from engine.training.run import TrainingRun  # noqa: E402
-
-from .conftest import TINY_MODEL, TINY_SAMPLE, TINY_SCHEDULE, TINY_TRAIN  # noqa: E402
 
 APP = os.path.join(os.path.dirname(__file__), "..", "dashboard.py")
-
-
-@pytest.fixture(scope="module")
-def runs_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("runs")
-    run = TrainingRun.create(TINY_MODEL, TINY_SCHEDULE, TINY_TRAIN.replace(steps=4), TINY_SAMPLE, root / "tiny")
-    for _ in range(4):
-        run.step()
-    run.save()
-    return root
 
 
 @pytest.fixture

@@ -13,9 +13,6 @@ import streamlit as st  # noqa: E402
 from streamlit.runtime.pages_manager import PagesManager  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from engine.training.run import TrainingRun  # noqa: E402
-
-from .conftest import TINY_MODEL, TINY_SAMPLE, TINY_SCHEDULE, TINY_TRAIN  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "dashboard.py")
@@ -28,16 +25,6 @@ class _Framed(PagesManager):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         PagesManager.uses_pages_directory = False
-
-
-@pytest.fixture(scope="module")
-def runs_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("runs")
-    run = TrainingRun.create(TINY_MODEL, TINY_SCHEDULE, TINY_TRAIN.replace(steps=2), TINY_SAMPLE, root / "tiny")
-    for _ in range(2):
-        run.step()
-    run.save()
-    return root
 
 
 @pytest.fixture

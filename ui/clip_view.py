@@ -125,12 +125,10 @@ def ranking(ck, config: SampleConfig, kind: str, cid: str) -> dict:
     e = evidence.lookup(ck.path, "clip_ranking", **cev.ranking_params(ck.sha256, config, cid)) if ck.sha256 else None
     if e is not None:
         result = e["result"]
-        with st.spinner("Drawing the 100 digits (a sample-cache hit for the shipped settings)…"), \
-                compute.stop_if_refused():
+        with st.spinner("Drawing the 100 digits (a sample-cache hit for the shipped settings)…"):
             images = _images(str(ck.path), ck.sha256, cj)
     else:
-        with st.spinner(estimate(ck.path, "clip_ranking", "Generating 10 digits per class and scoring them")), \
-                compute.stop_if_refused():
+        with st.spinner(estimate(ck.path, "clip_ranking", "Generating 10 digits per class and scoring them")):
             result, images = _compute_ranking(str(ck.path), ck.sha256, cj, kind)
     df = pd.DataFrame(result["records"])
     df["index"] = range(len(df))
@@ -152,8 +150,7 @@ def real_table(model_dir: Path, kind: str, cid: str) -> pd.DataFrame:
         e = evidence.lookup(d, "clip_real", **cev.real_params(cid))
         if e is not None:
             return pd.DataFrame(e["result"])
-    with st.spinner(estimate(model_dir, "clip_real", "Scoring the 1,000 held-out real digits")), \
-            compute.stop_if_refused():
+    with st.spinner(estimate(model_dir, "clip_real", "Scoring the 1,000 held-out real digits")):
         return pd.DataFrame(_compute_real(kind))
 
 

@@ -305,18 +305,6 @@ def heavy(max_entries: int = 16, label: str = "Computing"):
     return decorate
 
 
-@contextlib.contextmanager
-def stop_if_refused():
-    """For a computation the rest of the page needs: a refusal is shown as a warning and the page stops there."""
-    import streamlit as st
-
-    try:
-        yield
-    except Refused as e:
-        st.warning(str(e))
-        st.stop()
-
-
 def _hashable(value):
     """A result key from arguments: dicts and lists as (sorted) tuples, arrays as their shape, dtype and digest."""
     import hashlib

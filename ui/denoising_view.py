@@ -130,8 +130,7 @@ def _stored_instead(entry: dict, params: dict, what: str, est: float, allowed: f
 
 
 def trajectory_panel(ck, path: str, digit: int, seed: int, cfg: SampleConfig) -> torch.Tensor:
-    with compute.stop_if_refused():
-        tr = cached_trajectory(path, ck.sha256, digit, seed, cfg.to_dict())
+    tr = cached_trajectory(path, ck.sha256, digit, seed, cfg.to_dict())   # a refusal ends the page (errors.run_page)
     _scrubber(tr, cfg, seed, ck.schedule_config.T)
     judge = resources.get_judge()
     if judge is not None:                     # say so when this seed is one of the misses, rather than hide it

@@ -178,30 +178,13 @@ def valid_token(token: object, now: float | None = None) -> bool:
             and token not in _REVOKED)
 
 
-_TOKEN_JS = """
-export default function(component) {
-  const { data, setStateValue } = component;
-  const KEY = 'diffusion-lab-instructor';
-  try {
-    if (data && data.set) { localStorage.setItem(KEY, data.set); }
-    if (data && data.clear) { localStorage.removeItem(KEY); }
-  } catch (e) {}
-  let token = null;
-  try { token = localStorage.getItem(KEY); } catch (e) {}
-  setStateValue('token', token);
-}
-"""
-_token_component = None
-
-
 def _browser_token() -> str | None:
     """Keep the browser's token in step with the role (store a new one, or clear it) and return what it holds."""
-    global _token_component
-    if _token_component is None:
-        _token_component = st.components.v2.component("diffusion_lab_instructor", html="<span></span>", js=_TOKEN_JS)
-    action = st.session_state.pop(TOKEN_KEY, None)
-    result = _token_component(key="app.instructor_token", data=action, on_token_change=lambda: None)
-    return getattr(result, "token", None)
+    from .browser_storage import stored
+
+    action = st.session_state.pop(TOKEN_KEY, None) or {}
+    return stored("diffusion-lab-instructor", "app.instructor_token", set=action.get("set"),
+                  clear=bool(action.get("clear")))
 
 
 def sidebar() -> None:

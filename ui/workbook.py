@@ -124,31 +124,9 @@ def clear(book_id: str, root: Path | None = None) -> None:
 
 
 # -- the browser's id ------------------------------------------------------------------------------------------------
-JS = """
-export default function(component) {
-  const { setStateValue } = component;
-  const KEY = 'diffusion-lab-workbook';
-  let id = null;
-  try { id = window.localStorage.getItem(KEY); } catch (e) {}
-  if (!id || !/^[0-9a-f]{32}$/.test(id)) {
-    const bytes = new Uint8Array(16);
-    crypto.getRandomValues(bytes);          // available over plain HTTP too, unlike crypto.randomUUID
-    id = Array.from(bytes, b => b.toString(16).padStart(2, '0')).join('');
-    try { window.localStorage.setItem(KEY, id); } catch (e) {}
-  }
-  setStateValue('id', id);
-}
-"""
-_component = None
-
-
 def browser_id() -> str | None:
     """This browser's workbook id, or None until the browser has sent it (the first run of a page visit)."""
-    import streamlit as st
+    from .browser_storage import stored
 
-    global _component
-    if _component is None:
-        _component = st.components.v2.component("diffusion_lab_workbook", html="<span></span>", js=JS)
-    result = _component(key="worksheet.book_id", on_id_change=lambda: None)
-    book_id = getattr(result, "id", None)
-    return book_id if isinstance(book_id, str) and BOOK_ID.match(book_id) else None
+    book_id = stored("diffusion-lab-workbook", "worksheet.book_id", make_id=True)
+    return book_id if book_id is not None and BOOK_ID.match(book_id) else None
