@@ -11,7 +11,7 @@ import streamlit as st  # noqa: E402
 
 st.set_page_config(page_title="Diffusion Lab", page_icon=":material/blur_on:", layout="wide")
 
-from ui import errors, present, resources, roles, widgets  # noqa: E402
+from ui import errors, pins, present, resources, roles, widgets  # noqa: E402
 
 PAGES = {
     "Diffusion Lab": [
@@ -43,4 +43,6 @@ with st.sidebar:
     present.sidebar(page.url_path)          # the instructor's "Present the worksheet" (ui/present.py)
 
 st.session_state["app.framed"] = True
+pins.begin_run()
 errors.run_page(page.run)
+pins.sidebar(page.url_path)                 # lists the figures the page drew (ui/pins.py)

@@ -3,7 +3,7 @@ import streamlit as st
 import torch
 
 from engine.metrics import forward_recognisability
-from ui import figures, forward_view, resources, state, widgets
+from ui import figures, forward_view, pins, resources, state, widgets
 
 import ui  # noqa: E402
 
@@ -57,10 +57,10 @@ else:
     curve = _recognisability(state.get(PAGE, "schedule"))
     pct = [100 * f for f in curve["fraction"]]
     row = st.container(horizontal=True)        # side by side from ~1400 px, one above the other at 1024 px
-    row.container(width=figures.PAIR_WIDTH).plotly_chart(figures.per_class_lines(
+    pins.chart(row.container(width=figures.PAIR_WIDTH), figures.per_class_lines(
         pct, curve["accuracy"], "judge accuracy on noised real digits", "% of the chain (t / T)", "accuracy",
         curve["overall"], chance=0.1, not_a_digit=curve.get("not_a_digit")), key=k("acc"))
-    row.container(width=figures.PAIR_WIDTH).plotly_chart(figures.per_class_lines(
+    pins.chart(row.container(width=figures.PAIR_WIDTH), figures.per_class_lines(
         pct, curve["confidence"], "judge confidence in the true class", "% of the chain (t / T)",
         "confidence"), key=k("conf"))
     half = next((f for f, a in zip(curve["fraction"], curve["overall"]) if a < 0.5), None)

@@ -51,6 +51,30 @@ def _save(number: str) -> None:
         st.session_state[ERROR] = str(e)
 
 
+def _unpin(number: str, pin_id: str) -> None:
+    """on_click of a pinned figure's "Remove"."""
+    try:
+        workbook.remove_pin(st.session_state[BOOK], number, pin_id)
+    except (workbook.WorkbookError, KeyError) as e:
+        st.session_state[ERROR] = str(e)
+
+
+def _pinned(number: str, items: list[dict]) -> None:
+    """The figures pinned to one answer, small, each with its caption and a Remove button."""
+    cols = st.columns(workbook.MAX_PINS)
+    for col, pin in zip(cols, items):
+        try:
+            png = workbook.pin_file(st.session_state[BOOK], pin["id"], "png")
+        except workbook.WorkbookError:
+            png = None
+        if png is None:
+            col.caption(f"{pin['title']} (its file is missing)")
+        else:
+            col.image(png, caption=pin["title"], width="stretch")
+        col.button("Remove", key=f"worksheet.unpin.{pin['id']}", on_click=_unpin, args=(number, pin["id"]),
+                   icon=":material/close:")
+
+
 def _clear() -> None:
     """on_click of the confirmed "Delete all my answers"."""
     book = st.session_state.get(BOOK)
@@ -64,12 +88,19 @@ def _clear() -> None:
 st.title("Worksheet")
 st.caption("Each 'Show me' opens the page with the settings that answer the prompt. Your answers are saved on this "
            "server for this browser as soon as you leave a box: they survive changing pages, reloading and a "
-           "restart of the server. Download them as Markdown at the bottom.")
+           "restart of the server. On any page, the sidebar's 'Pin a figure to an answer' keeps the figure you "
+           "made under your answer. Download everything at the bottom.")
 book = workbook.browser_id() or st.session_state.get(BOOK)     # the component reports anew on each visit
 _fill(book)
 if st.session_state.get(ERROR):
     st.warning(st.session_state[ERROR])
 show_notes = roles.is_instructor() and st.toggle("Show instructor notes", key="worksheet.notes")
+pins = {}
+if st.session_state.get(BOOK):
+    try:
+        pins = workbook.load_pins(st.session_state[BOOK])
+    except workbook.WorkbookError as e:
+        st.warning(str(e))
 
 section = None
 for p in PROMPTS:
@@ -87,6 +118,8 @@ for p in PROMPTS:
         st.text_area("Your answer", key=_key(p.number), height=80, label_visibility="collapsed",
                      placeholder="Your answer… (saved when you leave the box)", on_change=_save, args=(p.number,),
                      max_chars=workbook.MAX_ANSWER_CHARS)
+        if pins.get(p.number):
+            _pinned(p.number, pins[p.number])
 
 
 def _base_url() -> str:
@@ -107,11 +140,20 @@ if st.session_state.get(BOOK):
     except workbook.WorkbookError:
         views = {}
 answers = {p.number: st.session_state.get(_key(p.number), "") for p in PROMPTS}
-st.download_button("Download my answers (Markdown)",
-                   workbook.export_markdown(PROMPTS, answers, views, _base_url(), time.strftime("%Y-%m-%d")),
-                   file_name="diffusion-lab-answers.md", mime="text/markdown",
-                   help="Each answer with a link to the view you looked at after its Show me (else the prompt's "
-                        "own), on this server's address")
+today = time.strftime("%Y-%m-%d")
+left, right = st.columns(2)
+left.download_button("Download my answers (Markdown)",
+                     workbook.export_markdown(PROMPTS, answers, views, _base_url(), today, pins),
+                     file_name="diffusion-lab-answers.md", mime="text/markdown",
+                     help="Each answer with a link to the view you looked at after its Show me (else the prompt's "
+                          "own), on this server's address, and the titles of the figures pinned to it")
+n_pins = sum(len(v) for v in pins.values())
+if st.session_state.get(BOOK):
+    right.download_button(f"Download with the {n_pins} pinned figure{'s' if n_pins != 1 else ''} (zip)",
+                          workbook.export_zip(st.session_state[BOOK], PROMPTS, answers, _base_url(), today),
+                          file_name="diffusion-lab-answers.zip", mime="application/zip", disabled=n_pins == 0,
+                          help="answers.md with every pinned figure shown under its answer, each figure as a PNG "
+                               "and the numbers it plots as CSV (figures/)")
 with st.expander("Clear my answers"):
     written = sum(bool(st.session_state.get(_key(p.number))) for p in PROMPTS)
     what = "my answer" if written == 1 else f"all {written} of my answers"

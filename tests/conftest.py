@@ -48,6 +48,39 @@ def runs_root(tmp_path_factory):
     return root
 
 
+@pytest.fixture
+def framed_app(runs_root, monkeypatch):
+    """AppTest of dashboard.py that runs every page inside the dashboard's frame (its sidebar: model picker, present
+    mode, pinning), on the tiny run.
+
+    AppTest resets Streamlit's legacy pages-folder flag before every run, so from the second run on it would run a
+    page script alone, without the frame; a PagesManager that keeps the flag off (as ui/__init__.py does for the real
+    server) keeps every run framed."""
+    from pathlib import Path
+
+    import streamlit as st
+    import streamlit.testing.v1.app_test as app_test
+    from streamlit.runtime.pages_manager import PagesManager
+    from streamlit.testing.v1 import AppTest
+
+    import ui.resources as res
+
+    class Framed(PagesManager):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            PagesManager.uses_pages_directory = False
+
+    monkeypatch.setattr(app_test, "PagesManager", Framed)
+    monkeypatch.setattr(res, "RUNS_ROOT", runs_root)
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "dashboard.py"), default_timeout=120)
+    at.query_params["model"] = "tiny"
+    yield at
+    res.get_trainer().stop(wait=30)
+    st.cache_resource.clear()
+
+
 def trained_like(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     """Random non-zero weights everywhere (the zero-initialised layers of a fresh model hide differences)."""
     g = torch.Generator().manual_seed(seed)

@@ -183,8 +183,70 @@ def test_every_show_me_lands_with_its_evidence_drawn(server, browser):
     page.close()
 
 
+# The value a widget shows, read from the page: `el` is the element Streamlit marks with the widget's key
+# (class st-key-<key with dots as dashes>). Sliders, radios, segmented controls, toggles, inputs (select boxes too:
+# a combo box whose input holds the option shown).
+WIDGET_VALUE = """(el) => {
+  const range = el.querySelector('input[type=range]'); if (range) return range.value;
+  const radio = el.querySelector('[data-testid=stRadioOption][data-selected=true]');
+  if (radio) return radio.innerText.trim();
+  const segment = el.querySelector('button[role=radio][aria-checked=true]'); if (segment) return segment.innerText.trim();
+  const box = el.querySelector('input[type=checkbox]'); if (box) return String(box.checked);
+  const input = el.querySelector('input, textarea'); if (input) return input.value;
+  return null;
+}"""
+
+
+def _widget_value(page, key: str, want: str, timeout_s: float = 60) -> str | None:
+    """The value the widget `key` shows once it shows `want` (or at the timeout): the page reruns once the browser
+    has reported its workbook id, so the first reading can come from a page still being drawn."""
+    selector = ".st-key-" + key.replace(".", "-")
+    deadline, got = time.time() + timeout_s, None
+    while time.time() < deadline:
+        if page.locator(selector).count():
+            got = page.locator(selector).first.evaluate(WIDGET_VALUE)
+            if got == want:
+                return got
+        page.wait_for_timeout(250)
+    return got
+
+
+def test_every_preset_url_in_a_fresh_browser_lands_on_its_panel_with_its_values(server, browser):
+    """Issue 20's bar: each prompt's preset link (what the Worksheet's export links to when the learner made no view
+    of their own), opened in a new browser context (nothing in its session or storage), shows the prompt's evidence
+    and every widget the preset sets at the preset's value; a preset value with no widget (a panel's switch) stays
+    in the URL."""
+    from urllib.parse import parse_qs, urlencode, urlsplit
+
+    from playwright.sync_api import expect
+
+    from ui.present import url_path
+    from ui.worksheet_content import PROMPTS
+
+    for p in PROMPTS:
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        page = context.new_page()
+        page.goto(f"{server}/{url_path(p)}" + (f"?{urlencode(p.preset)}" if p.preset else ""))
+        expect(page.get_by_text(p.evidence).first).to_be_visible(timeout=120_000)
+        page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]", timeout=120_000)
+        assert urlsplit(page.url).path == f"/{url_path(p)}", p.number
+        for name, value in p.preset.items():
+            key = f"{p.namespace}.{name}"
+            if page.locator(".st-key-" + key.replace(".", "-")).count():
+                assert _widget_value(page, key, str(value)) == str(value), (p.number, name)
+            else:
+                assert parse_qs(urlsplit(page.url).query).get(name) == [str(value)], (p.number, name, page.url)
+        assert page.locator("[data-testid=stException]").count() == 0, p.number
+        context.close()
+
+
 def test_an_answer_survives_show_me_the_sidebar_a_reload_and_a_server_restart(tmp_path_factory, browser):
-    """Issue 20's bar: the learner's answer is kept per browser on the server's disk, not in the page's state."""
+    """Issue 20's bar: the learner's answer is kept per browser on the server's disk, not in the page's state; a
+    figure pinned to it comes back in the zip export; the export's link reopens the learner's own view in a new
+    browser."""
+    import io
+    import zipfile
+
     from playwright.sync_api import expect
 
     from .server import free_port
@@ -205,6 +267,20 @@ def test_an_answer_survives_show_me_the_sidebar_a_reload_and_a_server_restart(tm
         page.wait_for_url("**/forward_process**", timeout=60_000)
         expect(page.get_by_text("noise level t")).to_be_visible(timeout=60_000)      # the learner looks at it
         page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]", timeout=60_000)
+        slider = page.locator(".st-key-forward-t input[type=range]")
+        slider.focus()
+        for _ in range(3):                                       # their own view: t = 503, not the preset's 500
+            slider.press("ArrowRight")
+        page.wait_for_url("**t=503**", timeout=60_000)
+        page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]", timeout=60_000)
+        page.get_by_text("Pin a figure to an answer").click()
+        pin = page.locator(".st-key-pins-pin button").first     # (a button with help= holds a second one for it)
+        expect(pin).to_be_visible(timeout=30_000)
+        page.locator(".st-key-pins-figure input").click()        # the histogram, to 1.2 (the Show me's prompt)
+        page.get_by_role("option").filter(has_text="pixels of x_t vs N(0, 1)").click()
+        page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]", timeout=60_000)
+        pin.click()
+        expect(page.get_by_text("to your answer to 1.2")).to_be_visible(timeout=60_000)
         page.get_by_role("link", name="Worksheet").click()
         expect(page.locator(box)).to_have_value(answer, timeout=60_000)
         page.reload()
@@ -221,7 +297,22 @@ def test_an_answer_survives_show_me_the_sidebar_a_reload_and_a_server_restart(tm
         exported = open(download.value.path(), encoding="utf-8").read()
         entry = exported.split("## 1.2 ")[1].split("## ")[0]
         assert answer in entry and f"]({url}/forward_process?" in entry and "(the view I looked at)" in entry
+        assert "**Figure 1.2.1: pixels of x_t vs N(0, 1)**" in entry
+        with page.expect_download(timeout=60_000) as download:
+            page.get_by_role("button", name="Download with the 1 pinned figure (zip)").click()
+        z = zipfile.ZipFile(io.BytesIO(open(download.value.path(), "rb").read()))
+        md = z.read("answers.md").decode()
+        png = next(n for n in z.namelist() if n.endswith(".png"))
+        assert f"![pixels of x_t vs N(0, 1)]({png})" in md.split("## 1.2 ")[1].split("## ")[0]
+        assert z.read(png).startswith(b"\x89PNG") and "N(0, 1)" in z.read(png[:-3] + "csv").decode()
+        link = entry.split("Evidence: [Forward process](")[1].split(")")[0]
         page.close()
+        fresh = browser.new_context(viewport={"width": 1400, "height": 1000})   # the teacher opens the link
+        view = fresh.new_page()
+        view.goto(link)
+        expect(view.get_by_text("noise level t")).to_be_visible(timeout=90_000)
+        assert _widget_value(view, "forward.t", "503") == "503" and _widget_value(view, "forward.digit", "3") == "3"
+        fresh.close()
     finally:
         stop(proc)
 

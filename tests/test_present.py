@@ -1,46 +1,18 @@
-"""Home's start-here path and the instructor's "Present the worksheet" mode (ui/present.py), driven with AppTest.
-
-AppTest resets Streamlit's legacy pages-folder flag before every run, so from the second run on it would run a page
-script alone, without dashboard.py's frame and its sidebar (where present mode lives). The `app` fixture keeps the
-flag off, as ui/__init__.py does for the real server, so every run goes through the frame.
-"""
+"""Home's start-here path and the instructor's "Present the worksheet" mode (ui/present.py), driven with AppTest
+through the dashboard's frame (conftest's framed_app: present mode lives in its sidebar)."""
 from pathlib import Path
 
 import pytest
 
 pytest.importorskip("streamlit")
-import streamlit as st  # noqa: E402
-from streamlit.runtime.pages_manager import PagesManager  # noqa: E402
-from streamlit.testing.v1 import AppTest  # noqa: E402
-
 
 ROOT = Path(__file__).resolve().parent.parent
-APP = str(ROOT / "dashboard.py")
 ORDER = ["forward_process", "denoising", "architecture", "training", "clip_evaluation", "applications", "worksheet"]
 
 
-class _Framed(PagesManager):
-    """A PagesManager that leaves the legacy pages-folder mode off, as the dashboard does on a real server."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        PagesManager.uses_pages_directory = False
-
-
 @pytest.fixture
-def app(runs_root, monkeypatch):
-    import streamlit.testing.v1.app_test as app_test
-    import ui.resources as res
-
-    monkeypatch.setattr(app_test, "PagesManager", _Framed)
-    monkeypatch.setattr(res, "RUNS_ROOT", runs_root)
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.query_params["model"] = "tiny"
-    yield at
-    res.get_trainer().stop(wait=30)
-    st.cache_resource.clear()
+def app(framed_app):
+    return framed_app
 
 
 def _ok(at):
@@ -134,28 +106,17 @@ def test_present_mode_starts_at_the_current_pages_first_prompt(app):
     assert "present.index" not in app.session_state and "present.next" not in [b.key for b in app.button]
 
 
-def test_a_learner_sees_no_present_mode(runs_root, monkeypatch):
-    import streamlit.testing.v1.app_test as app_test
-    import ui.resources as res
-
+def test_a_learner_sees_no_present_mode(framed_app, monkeypatch):
     monkeypatch.setenv("DIFFUSION_LAB_CLASSROOM", "1")
     monkeypatch.setenv("DIFFUSION_LAB_PASSCODE", "open-sesame")
-    monkeypatch.setattr(app_test, "PagesManager", _Framed)
-    monkeypatch.setattr(res, "RUNS_ROOT", runs_root)
-    st.cache_resource.clear()
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.query_params["model"] = "tiny"
-    try:
-        at.run()
-        _ok(at)
-        assert any("Role: **learner**" in c.value for c in at.caption)
-        assert "present.on" not in [t.key for t in at.toggle]
-        assert not any("Present the worksheet" in c.value for c in at.caption)
-        at.session_state["present.on"] = True             # even a crafted state shows a learner nothing
-        at.run()
-        assert not any(c.value.startswith("Prompt ") for c in at.caption) and "present.next" not in [
-            b.key for b in at.button]
-        assert len(at.get("page_link")) == len(ORDER)   # the start-here path is for learners too
-    finally:
-        res.get_trainer().stop(wait=30)
-        st.cache_resource.clear()
+    at = framed_app
+    at.run()
+    _ok(at)
+    assert any("Role: **learner**" in c.value for c in at.caption)
+    assert "present.on" not in [t.key for t in at.toggle]
+    assert not any("Present the worksheet" in c.value for c in at.caption)
+    at.session_state["present.on"] = True             # even a crafted state shows a learner nothing
+    at.run()
+    assert not any(c.value.startswith("Prompt ") for c in at.caption) and "present.next" not in [
+        b.key for b in at.button]
+    assert len(at.get("page_link")) == len(ORDER)   # the start-here path is for learners too

@@ -13,7 +13,7 @@ from engine.config import SampleConfig
 from engine.judge import NOT_A_DIGIT, predict
 from engine.schedule import NoiseSchedule
 
-from . import compute, resources, widgets
+from . import compute, pins, resources, widgets
 
 MAX_STEPS = 100            # server-side cap on what one learner's click may cost
 
@@ -116,7 +116,7 @@ def editing_tab(path: str, x: torch.Tensor, cfg: SampleConfig) -> None:
                 f"SDEdit: noise the input to {strength:.0%} of the chain, then denoise towards **{label}**. Low "
                 "strength keeps the shape; high strength keeps only the rough layout.")
     if strip:
-        st.image(widgets.mosaic(widgets.to_display(torch.cat(strip)), cols=4, scale=3), output_format="PNG",
+        pins.image(st, widgets.mosaic(widgets.to_display(torch.cat(strip)), cols=4, scale=3), output_format="PNG",
                  caption="strength 0.2, 0.4, 0.6, 0.8")
 
 
@@ -144,9 +144,9 @@ def interpolation_tab(path: str, cfg: SampleConfig) -> None:
     c = cfg.replace(sampler="ddim", eta=0.0)
     classes, _ = run(path, "classes", None, c, a=int(a), b=int(b), seed=int(seed))
     seeds, _ = run(path, "seeds", None, c, a=int(a), seed=int(seed))
-    st.image(widgets.mosaic(widgets.to_display(classes), cols=8, scale=3), output_format="PNG",
+    pins.image(st, widgets.mosaic(widgets.to_display(classes), cols=8, scale=3), output_format="PNG",
              caption=f"class embedding mixed from {a} to {b}, same noise")
-    st.image(widgets.mosaic(widgets.to_display(seeds), cols=8, scale=3), output_format="PNG",
+    pins.image(st, widgets.mosaic(widgets.to_display(seeds), cols=8, scale=3), output_format="PNG",
              caption=f"digit {a}, starting noise moved from seed {seed} to {seed + 1} (spherical interpolation)")
 
 

@@ -14,7 +14,7 @@ from engine.unet import count_parameters
 
 from pathlib import Path
 
-from . import compute, figures, resources, widgets
+from . import compute, figures, pins, resources, widgets
 
 
 @st.cache_data(max_entries=16)
@@ -79,7 +79,7 @@ def _shape(text: str) -> str:
 def summary_panel(ck, path: str) -> None:
     rows = cached_summary(path, ck.sha256)
     row = st.container(horizontal=True)
-    row.container(width=figures.PAIR_WIDTH).plotly_chart(
+    pins.chart(row.container(width=figures.PAIR_WIDTH),
         diagram(rows, ck.model_config.skip_connections and ck.model_config.arch == "unet"), key="arch.diagram")
     df = pd.DataFrame(rows)[["name", "kind", "in_shape", "out_shape", "params", "flops"]]
     df["MFLOP"] = (df.pop("flops") / 1e6).round(1)
@@ -113,20 +113,20 @@ def feature_panel(ck, digit: int, t: int) -> None:
     for col, (name, fm) in zip(cols[1:], maps.items()):
         imgs = (fm.numpy() * 255).astype(np.uint8)
         h = imgs.shape[-1]
-        col.image(widgets.mosaic(imgs, cols=2, scale=max(1, 56 // h), pad=1), caption=name, output_format="PNG")
+        pins.image(col, widgets.mosaic(imgs, cols=2, scale=max(1, 56 // h), pad=1), caption=name, output_format="PNG")
 
 
 def embeddings_panel(ck) -> None:
     ts, table = time_embedding_table(ck.schedule_config.T, ck.model_config.base_channels)
     row = st.container(horizontal=True)
-    row.container(width=figures.PAIR_WIDTH).plotly_chart(figures.heatmap(
+    pins.chart(row.container(width=figures.PAIR_WIDTH), figures.heatmap(
         table.numpy().T, "timestep t", "feature", "sinusoidal time features (MLP input)", x=ts,
         z_title="value"), key="arch.temb")
     ce = class_embedding_table(ck.model)
     right = row.container(width=figures.PAIR_WIDTH)
     if ce is not None:
         labels = [str(i) for i in range(ce.shape[0] - 1)] + ["∅ (null)"]        # the last row: the dropped label
-        right.plotly_chart(figures.heatmap(ce.numpy(), "embedding dimension", "class", "learned class embeddings",
+        pins.chart(right, figures.heatmap(ce.numpy(), "embedding dimension", "class", "learned class embeddings",
                                            y=labels, z_title="value"), key="arch.cemb")
     else:
         right.info("This model has no class embedding (an ablation).")
@@ -140,7 +140,7 @@ def context_mask_panel(ck, seed: int) -> None:
     drop, seen = context_mask(train.labels[idx], p, g)
     imgs = widgets.to_display(train.images[idx])
     imgs[drop.numpy()] = (imgs[drop.numpy()] * 0.35).astype(np.uint8)
-    st.image(widgets.mosaic(imgs, cols=20, scale=2), output_format="PNG",
+    pins.image(st, widgets.mosaic(imgs, cols=20, scale=2), output_format="PNG",
              caption="labels the model sees: " + " ".join("∅" if d else str(int(l)) for d, l in zip(drop, seen)))
     st.markdown(f"With p_uncond = **{p}**, about {100 * p:.0f} % of training images (dimmed) get the null label ∅ "
                 "instead of their digit, so the same network also learns the *unconditional* noise prediction "
@@ -230,7 +230,7 @@ def ablations_panel() -> None:
         if losses:
             xs, ys = zip(*losses)
             curves[e["name"]] = (list(xs), list(ys))
-    st.plotly_chart(figures.ablation_loss_figure(curves, 25), key="arch.ablation_loss")
+    pins.chart(st, figures.ablation_loss_figure(curves, 25), key="arch.ablation_loss")
     num = lambda fmt, w: st.column_config.NumberColumn(format=fmt, width=w)        # noqa: E731
     st.dataframe(pd.DataFrame(rows), hide_index=True, column_config={
         "model": st.column_config.TextColumn(width=150), "judge %": num("%.1f", 65), "Fréchet ×": num("%.2f", 70),
@@ -238,8 +238,9 @@ def ablations_panel() -> None:
     samples = st.container(horizontal=True)                  # wraps: digits stay big enough to read at 1024 px
     for e in entries:
         ck = resources.load_model(e["path"])
-        samples.container(width=160).image(widgets.mosaic(_ablation_samples(e["path"], ck.sha256), cols=5, scale=2), output_format="PNG",
-                  caption=f"{e['name']}: digits 0…9")
+        pins.image(samples.container(width=160), widgets.mosaic(_ablation_samples(e["path"], ck.sha256), cols=5,
+                                                                scale=2),
+                   output_format="PNG", caption=f"{e['name']}: digits 0…9")
     st.caption("judge %: share of generated digits the judge reads as the asked one; Fréchet ×: Fréchet distance ÷ "
                "the real-vs-real baseline (1 = as close as real digits); MFLOP: one forward pass per image. "
                "Each ablation, and the `deep` variant (two residual blocks per level), was trained with the default "

@@ -24,7 +24,7 @@ from engine.judge import NOT_A_DIGIT
 from engine.sampling import class_labels, sample_cached, to_uint8
 from engine.schedule import NoiseSchedule
 
-from . import compute, figures, resources, widgets
+from . import compute, figures, pins, resources, widgets
 from .notes_clip import fmt_diff, fmt_rho, judge_reading, paired_diff, relation
 
 PER_CLASS = cev.RANK_PER_CLASS
@@ -299,7 +299,7 @@ def ranked_grid(batch: dict, keep: int) -> pd.DataFrame:
                             x_title="rank by CLIPScore (1 = best)", y_title="digit")
     left, right = st.columns([2, 1], gap="medium")
     with left:
-        st.plotly_chart(fig, key=GRID_KEY, on_select="rerun", selection_mode="points",
+        pins.chart(st, fig, key=GRID_KEY, on_select="rerun", selection_mode="points",
                         config={"displayModeBar": False})
         st.caption(f"Rows: digits 0–9; columns: rank within the row by CLIPScore (1 = best). Green frame: kept (top "
                    f"{keep}), red: rejected. The number under each tile is its CLIPScore. **Click a tile** to inspect "
@@ -327,7 +327,7 @@ def inspect_one(batch: dict, df: pd.DataFrame) -> None:
                 f"it as **{int(batch['zero_shot'][i].argmax())}**")
     fig = figures.class_probability_bars(batch["zero_shot"][i], int(digit), "CLIP's own reading",
                                          x_title="digit", y_title="CLIP probability", height=210)
-    st.plotly_chart(fig, key="clip.zs", config={"displayModeBar": False})
+    pins.chart(st, fig, key="clip.zs", config={"displayModeBar": False})
 
 
 # -- the spread: what does CLIP reward? -------------------------------------------------------------------------------
@@ -371,7 +371,7 @@ def spread_panel(sources: list[dict], batch_df: pd.DataFrame) -> None:
                     " — here real digits do score higher; CLIPScore still measures image–caption alignment, which "
                     "tracks realism only as far as the caption describes it."))
     left, right = st.columns([3, 2], gap="medium")
-    left.plotly_chart(figures.strip_by_group(names, [s["clip_score"] for s in sources], colours, hovers,
+    pins.chart(left, figures.strip_by_group(names, [s["clip_score"] for s in sources], colours, hovers,
                                              "CLIPScore of every digit, by source", "CLIPScore", height=430,
                                              marks=marks), key="clip.spread.strip")
     right.markdown(text)
@@ -412,7 +412,7 @@ def spread_panel(sources: list[dict], batch_df: pd.DataFrame) -> None:
                                 col_labels=["best", "2nd", "3rd", "3rd low", "2nd low", "lowest"],
                                 height=60 + 56 * len(sources), scale=2,
                                 x_title="3 highest … 3 lowest CLIPScores", y_title="source")
-        left.plotly_chart(fig, key="clip.spread.gallery", config={"displayModeBar": False})
+        pins.chart(left, fig, key="clip.spread.gallery", config={"displayModeBar": False})
         right.markdown("**The best and the worst of each source** (left, rows in the order of the chart above): its "
                        "3 highest and 3 lowest CLIPScores, the score under each tile. Frame: green = the judge reads "
                        "the digit asked for, orange = another digit, grey = not a digit. Hover a tile for its judge "
@@ -437,13 +437,13 @@ def per_class_chart(df: pd.DataFrame, real: pd.DataFrame) -> go.Figure:
 def baseline_and_agreement(df: pd.DataFrame, real: pd.DataFrame) -> None:
     row = st.container(horizontal=True)                     # side by side at 1400 px, stacked at 1024 px
     c1, c2 = row.container(width=figures.PAIR_WIDTH), row.container(width=figures.PAIR_WIDTH)
-    c1.plotly_chart(per_class_chart(df, real), key="clip.baseline")
+    pins.chart(c1, per_class_chart(df, real), key="clip.baseline")
     conf = np.zeros((11, 10), dtype=int)                  # judge rows 0-9 and "not a digit"
     for r in df.itertuples():
         conf[r.judge_class, r.clip_zero_shot_class] += 1
     rows = [str(c) for c in range(10)] + ["not a digit"]
     keep = [i for i in range(11) if i < 10 or conf[i].any()]
-    c2.plotly_chart(figures.heatmap(conf[keep], "CLIP zero-shot class", "judge class", "CLIP vs judge (counts)",
+    pins.chart(c2, figures.heatmap(conf[keep], "CLIP zero-shot class", "judge class", "CLIP vs judge (counts)",
                                     x=[str(c) for c in range(10)], y=[rows[i] for i in keep],
                                     quantity="count", z_title="samples", text_format="d", top_down=True),
                     key="clip.conf")
@@ -477,7 +477,7 @@ def patterns(df: pd.DataFrame, real: pd.DataFrame) -> None:
                           yaxis=dict(title="CLIPScore",
                                      range=[lo - 0.02, max(df["clip_score"].max(), real["clip_score"].max()) + 0.02]),
                           legend=figures.LEGEND)
-        col.plotly_chart(fig, key=f"clip.pattern.{x}")
+        pins.chart(col, fig, key=f"clip.pattern.{x}")
         up, down = "the score rises with it", "the score falls with it"
         col.caption(f"generated: {fmt_rho(gen_rho)} — {relation(gen_rho, up, down)}; "
                     f"real: {fmt_rho(real_rho)} — {relation(real_rho, up, down)}")
@@ -517,7 +517,7 @@ def guidance_panel(rows: list[dict], recommended: float) -> None:
         "guidance weight w", "mean CLIPScore", height=300)
     row = st.container(horizontal=True)
     c1, c2 = row.container(width=figures.PAIR_WIDTH), row.container(width=figures.PAIR_WIDTH)
-    c1.plotly_chart(fig, key="clip.sweep")
+    pins.chart(c1, fig, key="clip.sweep")
     w_all = np.concatenate([[r["guidance"]] * len(r["clip_score"]) for r in rows])
     rho = stats.spearman_ci(w_all, np.concatenate([r["clip_score"] for r in rows]))
     text = (f"Over w = {', '.join(f'{w:g}' for w in ws)}: **{fmt_rho(rho)}** — "

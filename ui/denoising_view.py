@@ -14,7 +14,7 @@ from engine.metrics import first_recognised, memorisation
 from engine.sampling import guided_eps, trajectory
 from engine.schedule import NoiseSchedule
 
-from . import compute, figures, resources, widgets
+from . import compute, figures, pins, resources, widgets
 
 
 
@@ -181,7 +181,7 @@ def _scrubber(tr: dict, cfg: SampleConfig, seed: int, T: int) -> None:
         st.caption(f"{cfg.sampler.upper()}-{cfg.steps}, guidance w = {cfg.guidance}"
                    + (f" while t/T ≥ {lo:g}" if lo > 0 and cfg.guidance > 0 else "") + f", seed {seed}: "
                    f"{tr['seconds']:.2f} s for this digit on {resources.device_label()}.")
-        st.image(widgets.mosaic(tr["x0"][:: max(1, n // 10)], cols=10, scale=2), output_format="PNG",
+        pins.image(st, widgets.mosaic(tr["x0"][:: max(1, n // 10)], cols=10, scale=2), output_format="PNG",
                  caption="x̂₀ along the way")
     if t >= 0 and tr["terms"]:
         _update_terms(tr, i, cfg)
@@ -217,11 +217,11 @@ def recognisability_panel(ck, path: str, cfg: SampleConfig) -> None:
         return
     pct = [100 * d for d in curve["done"]]
     row = st.container(horizontal=True)
-    row.container(width=figures.PAIR_WIDTH).plotly_chart(figures.per_class_lines(
+    pins.chart(row.container(width=figures.PAIR_WIDTH), figures.per_class_lines(
         pct, curve["x0_pred"]["accuracy"], "judge accuracy on x̂₀", "% of denoising done", "accuracy",
         curve["x0_pred"]["overall"], chance=0.1, not_a_digit=curve["x0_pred"].get("not_a_digit")),
         key="denoising.x0curve")
-    row.container(width=figures.PAIR_WIDTH).plotly_chart(figures.per_class_lines(
+    pins.chart(row.container(width=figures.PAIR_WIDTH), figures.per_class_lines(
         pct, curve["x_t"]["accuracy"], "judge accuracy on x_t", "% of denoising done", "accuracy",
         curve["x_t"]["overall"], chance=0.1, not_a_digit=curve["x_t"].get("not_a_digit")),
         key="denoising.xtcurve")
@@ -261,13 +261,13 @@ def guidance_grid_panel(ck, path: str, cfg: SampleConfig, ns: str = "denoising")
     weights = g["weights"]
     images = np.asarray(g["images"], dtype=np.uint8).reshape(-1, 28, 28)
     row = st.container(horizontal=True)
-    row.container(width=figures.PAIR_WIDTH).image(
+    pins.image(row.container(width=figures.PAIR_WIDTH),
         widgets.mosaic(images, cols=10, scale=3), output_format="PNG",
         caption="rows: guidance w = " + ", ".join(f"{w:g}" for w in weights) + "; columns: digits 0…9 "
                 f"(the first of {params['seeds']} seeds per cell, DDIM-{params['config']['steps']})")
     if g["accuracy"] is not None:
         acc = np.asarray(g["accuracy"])
-        row.container(width=figures.PAIR_WIDTH).plotly_chart(figures.heatmap(
+        pins.chart(row.container(width=figures.PAIR_WIDTH), figures.heatmap(
             acc, "digit", "guidance weight w", "judge accuracy per cell", x=[str(c) for c in range(10)],
             y=[f"w = {w:g}" for w in weights], quantity="accuracy", text_format=".0%", top_down=True),
             key=f"{ns}.gridacc")
@@ -387,7 +387,7 @@ def speed_panel(ck, path: str, cfg: SampleConfig) -> None:
     df = pd.DataFrame(rows)
     n = int(df["n"].iloc[0])
     row = st.container(horizontal=True)
-    row.container(width=figures.PAIR_WIDTH).plotly_chart(figures.speed_quality_figure(rows),
+    pins.chart(row.container(width=figures.PAIR_WIDTH), figures.speed_quality_figure(rows),
                                                          key="denoising.speedchart")
     side = row.container(width=figures.PAIR_WIDTH)
     side.dataframe(_speed_table(df), hide_index=True, column_config={

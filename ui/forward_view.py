@@ -15,7 +15,7 @@ import streamlit as st
 import torch
 
 from engine.schedule import noising_strip, schedule_curves
-from ui import figures, resources, state, widgets
+from ui import figures, pins, resources, state, widgets
 
 PANEL_MS = "forward.panel_ms"
 _QUANTITIES = {"ᾱ_t (signal kept)": ("alpha_bar_t", False), "SNR (dB)": ("SNR (dB)", False),
@@ -50,16 +50,16 @@ def noise_panel(page: str, params: list, x0: torch.Tensor, caption: str) -> None
     st.latex(r"q(x_t \mid x_0) = \mathcal{N}\!\left(\sqrt{\bar\alpha_t}\,x_0,\;(1-\bar\alpha_t)\,I\right)")
     st.latex(rf"x_{{{t}}} = {a:.3f}\,x_0 + {b:.3f}\,\epsilon,\quad \epsilon\sim\mathcal{{N}}(0, I)")
     strip = noising_strip(schedule, x0, [i / 10 for i in range(11)], noise)
-    st.image(widgets.mosaic(widgets.to_display(strip), cols=11, scale=2), output_format="PNG",
+    pins.image(st, widgets.mosaic(widgets.to_display(strip), cols=11, scale=2), output_format="PNG",
              caption="the same digit and noise at 0 %, 10 %, …, 100 % of the chain")
     # side by side where the panel is wide enough, one above the other on a 1024-px screen
     row = st.container(horizontal=True)
-    row.container(width=300).plotly_chart(figures.histogram_vs_normal(x_t.numpy()), key=k("hist"))
+    pins.chart(row.container(width=300), figures.histogram_vs_normal(x_t.numpy()), key=k("hist"))
     with row.container(width=300):
         # one quantity at a time: each Plotly figure costs ~2.5 ms of server time per slider move
         quantity = st.radio("Schedules (1.2): how fast the signal goes — linear vs cosine, current t dashed",
                             list(_QUANTITIES), horizontal=True, key=k("quantity"))
         name, log_y = _QUANTITIES[quantity]
-        st.plotly_chart(figures.schedule_figure(_curves(), name, t, log_y=log_y, y_title=quantity),
+        pins.chart(st, figures.schedule_figure(_curves(), name, t, log_y=log_y, y_title=quantity),
                         key=k("schedule_plot"))
     st.session_state[PANEL_MS] = 1000 * (time.perf_counter() - start)

@@ -16,7 +16,7 @@ from engine.training.runs import (METRICS, SNAPSHOTS, bucket_loss, judge_snapsho
                                   load_snapshots, loss_history, read_metrics, read_report)
 from engine.training.trainer import TrainerBusy
 
-from . import figures, resources, roles, widgets
+from . import figures, pins, resources, roles, widgets
 from .errors import without_paths
 
 HISTORY_MODEL = "default"      # the shipped model whose own recorded training the page shows before anyone trains
@@ -122,13 +122,13 @@ def live_panel() -> None:
         if s.error:
             st.error(without_paths(s.error))
         row = st.container(horizontal=True)              # wraps: two a row from ~1400 px, one at 1024 px
-        row.container(width=figures.PAIR_WIDTH).plotly_chart(figures.loss_figure(list(s.loss_history)),
+        pins.chart(row.container(width=figures.PAIR_WIDTH), figures.loss_figure(list(s.loss_history)),
                                                              key="training.loss")
-        row.container(width=figures.PAIR_WIDTH).plotly_chart(figures.bucket_figure(list(s.loss_by_bucket)),
+        pins.chart(row.container(width=figures.PAIR_WIDTH), figures.bucket_figure(list(s.loss_by_bucket)),
                                                              key="training.buckets")
         judged = [{"step": step, "accuracy": acc, "per_class": {c: per.get(str(c), per.get(c)) for c in range(10)}}
                   for step, acc, per in s.judge_history]
-        row.container(width=figures.PAIR_WIDTH).plotly_chart(figures.judge_over_training_figure(judged, CHANCE),
+        pins.chart(row.container(width=figures.PAIR_WIDTH), figures.judge_over_training_figure(judged, CHANCE),
                                                              key="training.judge")
         if active and not s.active:
             st.rerun()        # the run ended: one full rerun stops the polling and refreshes the runs table
@@ -165,13 +165,13 @@ def film(snaps: list[tuple[int, np.ndarray]], key: str, label: str, judged: list
     c1, c2 = (st.container(), st.container()) if stacked else st.columns(2)
     if reading is not None:
         right = int(sum(reading["correct"]))
-        c1.image(widgets.framed_mosaic(grid, np.array(reading["correct"]), cols=10, scale=3), output_format="PNG",
+        pins.image(c1, widgets.framed_mosaic(grid, np.array(reading["correct"]), cols=10, scale=3), output_format="PNG",
                  caption=f"{label}: fixed seeds, step {step} ({per} per class, 0…9); green frame = the judge reads "
                          f"the asked digit, red = it does not: {right} of {len(reading['correct'])}")
     else:
-        c1.image(widgets.mosaic(grid, cols=10, scale=3), caption=f"{label}: fixed seeds, step {step} "
+        pins.image(c1, widgets.mosaic(grid, cols=10, scale=3), caption=f"{label}: fixed seeds, step {step} "
                  f"({per} per class, 0…9)", output_format="PNG")
-    c2.image(widgets.mosaic(real, cols=10, scale=3), caption="real held-out digits of the same classes",
+    pins.image(c2, widgets.mosaic(real, cols=10, scale=3), caption="real held-out digits of the same classes",
              output_format="PNG")
 
 
@@ -265,7 +265,7 @@ def _recorded_loss(metrics: list[dict], tc: TrainConfig | None) -> None:
     if not h["loss"]:
         st.info("This model's metrics.jsonl holds no losses after warm-up.")
         return
-    st.plotly_chart(figures.recorded_loss_figure(h["steps"], h["loss"], h["smooth_steps"], h["smoothed"], h["k"],
+    pins.chart(st, figures.recorded_loss_figure(h["steps"], h["loss"], h["smooth_steps"], h["smoothed"], h["k"],
                                                  _loss_title(tc)), key="training.history_loss")
     text = "Faint: each logged loss (one batch's); bold: the mean of the last {k} logged. The y axis is logarithmic"
     text = text.format(k=h["k"])
@@ -295,7 +295,7 @@ def _recorded_buckets(folder: Path, tc: TrainConfig | None) -> None:
         return
     res = entry["result"]
     mse, buckets = [float(v) for v in res["mse"]], res["buckets"]
-    st.plotly_chart(figures.bucket_loss_figure(buckets, mse, "ε-MSE (unweighted)"), key="training.history_buckets")
+    pins.chart(st, figures.bucket_loss_figure(buckets, mse, "ε-MSE (unweighted)"), key="training.history_buckets")
 
     def lab(i: int) -> str:
         return f"{100 * buckets[i][0]:.0f}–{100 * buckets[i][1]:.0f} %"
@@ -335,7 +335,7 @@ def _recorded_judge(folder: Path, rec: dict) -> list[dict] | None:
     if judged is None:
         st.info("The judge (checkpoints/judge) could not be loaded, so accuracy over training cannot be measured.")
         return None
-    st.plotly_chart(figures.judge_over_training_figure(judged, CHANCE), key="training.history_judge")
+    pins.chart(st, figures.judge_over_training_figure(judged, CHANCE), key="training.history_judge")
     n = len(judged[-1]["correct"])
     first, last = judged[0], judged[-1]
     s90 = next((j["step"] for j in judged if j["accuracy"] >= 0.9), None)
@@ -413,13 +413,13 @@ def runs_table(can_control: bool) -> None:
         row = st.container(horizontal=True)
         bars = figures.model_accuracy_bars([_label(r) for r in ok], [r["judge_accuracy"] for r in ok], colours,
                                            [r.get("judged_on") or "" for r in ok], "judge accuracy", CHANCE)
-        row.container(width=figures.PAIR_WIDTH).plotly_chart(bars, key="training.cmp")
+        pins.chart(row.container(width=figures.PAIR_WIDTH), bars, key="training.cmp")
         lossy = [r for r in ok if r.get("final_loss")]
         if lossy:
             scatter = figures.loss_vs_accuracy_figure([_label(r) for r in lossy], [r["final_loss"] for r in lossy],
                                                       [r["judge_accuracy"] for r in lossy],
                                                       [c for r, c in zip(ok, colours) if r.get("final_loss")])
-            row.container(width=figures.PAIR_WIDTH).plotly_chart(scatter, key="training.loss_vs_acc")
+            pins.chart(row.container(width=figures.PAIR_WIDTH), scatter, key="training.loss_vs_acc")
         st.caption(_loss_vs_quality(lossy) + " Blue: shipped; orange: your runs. Red dashes: chance.")
     # Resume run: interrupted runs other than the one training now (a paused run resumes with Resume above:
     # one control per meaning); while a run is active, another cannot start (one training job at a time).

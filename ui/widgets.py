@@ -11,7 +11,7 @@ import streamlit as st
 import torch
 from PIL import Image
 
-from . import resources, state
+from . import pins, resources, state
 
 MAX_UPLOAD_BYTES = 5 * 2**20     # as .streamlit/config.toml's server.maxUploadSize
 MAX_PIXELS = 16_000_000          # a 12 MP phone photo of a digit fits; the decoded RGBA image is at most 64 MB
@@ -42,7 +42,7 @@ def mosaic(images: np.ndarray, cols: int, scale: int = 3, pad: int = 2) -> np.nd
 
 def show(img: np.ndarray, caption: str | None = None, scale: int = 8, width: int | None = None) -> None:
     big = np.kron(img, np.ones((scale, scale), dtype=np.uint8)) if img.ndim == 2 else img
-    st.image(big, caption=caption, output_format="PNG", width=width or "content")
+    pins.image(st, big, caption=caption, output_format="PNG", width=width or "content")
 
 
 class BadImage(ValueError):
