@@ -141,3 +141,24 @@ def test_speed_points_are_labelled_with_their_steps_and_the_chance_line_is_drawn
     ddim = next(t for t in fig.data if t.name.startswith("DDIM"))
     assert list(ddim.text) == ["5", "25"] and list(ddim.x) == [0.9, 4.4]
     assert any(s.y0 == s.y1 == 0.1 for s in fig.layout.shapes)
+
+
+def test_names_of_clustered_models_never_cover_each_other():
+    """The shipped models cluster on "final loss vs judge accuracy" (default, fast and deep within a few pixels):
+    every name gets its own clear box, and the figure carries those offsets."""
+    labels = ["default", "fast", "deep", "no-skip", "no-time", "plain-cnn", "one-step"]
+    points = [(300.0, 10.0), (298.0, 10.0), (301.0, 11.0), (320.0, 90.0), (305.0, 75.0), (310.0, 60.0), (20.0, 150.0)]
+    offsets = figures.place_labels(points, labels)
+    boxes = []
+    for (x, y), (dx, dy), name in zip(points, offsets, labels):
+        w, h = 6.5 * len(name) + 4, 14
+        boxes.append((x + dx - w / 2, y + dy - h / 2, x + dx + w / 2, y + dy + h / 2))
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1], (a, b)
+        for x, y in points:                              # nor a point
+            assert not (a[0] < x < a[2] and a[1] < y < a[3])
+    fig = figures.loss_vs_accuracy_figure(labels, [0.021, 0.0192, 0.0205, 0.0296, 0.022, 0.0235, 0.0003],
+                                          [0.994, 0.995, 0.991, 0.586, 0.653, 0.737, 0.317], ["blue"] * 7)
+    assert [a.text for a in fig.layout.annotations] == labels
+    assert len({(a.ax, a.ay) for a in fig.layout.annotations[:3]}) == 3       # the cluster's names go three ways

@@ -409,7 +409,7 @@ def spread_panel(sources: list[dict], batch_df: pd.DataFrame) -> None:
         left, right = st.columns([3, 2], gap="medium")
         fig = figures.tile_grid(np.stack(tiles), texts, hov, cols=per_row, frames=frames,
                                 row_labels=[short_name(s) for s in sources],
-                                col_labels=["best", "2nd", "3rd", "3rd low", "2nd low", "lowest"],
+                                col_labels=["best", "2nd", "3rd", "3rd<br>last", "2nd<br>last", "last"],
                                 height=60 + 56 * len(sources), scale=2,
                                 x_title="3 highest … 3 lowest CLIPScores", y_title="source")
         pins.chart(left, fig, key="clip.spread.gallery", config={"displayModeBar": False})

@@ -212,12 +212,22 @@ def _decorations(ax, layout) -> None:
         if not a.text:
             continue
         xpaper, ypaper = a.xref == "paper", a.yref == "paper"
+        x, y = a.x if a.x is not None else 0, a.y if a.y is not None else 0
+        if not xpaper and layout.xaxis.type == "log":
+            x = 10 ** x                                  # Plotly places annotations on a log axis by log10
+        if not ypaper and layout.yaxis.type == "log":
+            y = 10 ** y
         transform = (ax.transAxes if xpaper and ypaper else ax.get_xaxis_transform() if ypaper
                      else ax.get_yaxis_transform() if xpaper else ax.transData)
-        ax.text(a.x if a.x is not None else 0, a.y if a.y is not None else 0, plain(a.text), transform=transform,
+        style = dict(fontsize=7, color=colour(a.font.color if a.font else None, "black"))
+        if a.showarrow and (a.ax or a.ay):                # a label set off from its point, a line back to it
+            ax.annotate(plain(a.text), (x, y), xycoords=transform, textcoords="offset points",
+                        xytext=(0.75 * (a.ax or 0), -0.75 * (a.ay or 0)), ha="center", va="center",
+                        arrowprops=dict(arrowstyle="-", color="#999", lw=0.6), **style)
+            continue
+        ax.text(x, y, plain(a.text), transform=transform,
                 ha={"left": "left", "right": "right"}.get(a.xanchor, "center"),
-                va={"top": "top", "bottom": "bottom"}.get(a.yanchor, "center"), fontsize=7,
-                color=colour(a.font.color if a.font else None, "black"))
+                va={"top": "top", "bottom": "bottom"}.get(a.yanchor, "center"), **style)
 
 
 def plotly_png(fig, width_in: float = 8.0) -> bytes:

@@ -254,19 +254,70 @@ def model_accuracy_bars(labels: list[str], values: list[float], colours: list[st
                                                 yaxis=dict(title=y_title, range=[0, 1.1], tickformat=".0%")))
 
 
+def place_labels(points: list[tuple[float, float]], labels: list[str], char_px: float = 6.5, line_px: float = 14,
+                 gap_px: float = 9, bounds: tuple[float, float, float, float] | None = None
+                 ) -> list[tuple[float, float]]:
+    """Pixel offsets (dx, dy; y down) for a label beside each point so that no two labels cover each other or a
+    point: greedily, in order of x, the first of a ring of candidate offsets (above, below, right, left, then
+    further out) whose box is clear and inside `bounds` (x0, y0, x1, y1: where a label is not cut off). `points`
+    are pixel positions of the points in the plot area."""
+    rings = [(0, -1), (0, 1), (1, 0), (-1, 0), (1, -1), (-1, -1), (1, 1), (-1, 1)]
+    boxes, out = [], [(0.0, 0.0)] * len(points)
+    dots = [(x - 5, y - 5, x + 5, y + 5) for x, y in points]
+
+    def clear(box):
+        inside = bounds is None or (box[0] >= bounds[0] and box[1] >= bounds[1] and box[2] <= bounds[2]
+                                    and box[3] <= bounds[3])
+        return inside and all(box[2] <= b[0] or box[0] >= b[2] or box[3] <= b[1] or box[1] >= b[3]
+                              for b in boxes + dots)
+
+    for i in sorted(range(len(points)), key=lambda i: points[i]):
+        w, h = char_px * len(labels[i]) + 4, line_px
+        x, y = points[i]
+        choice = None
+        for reach in (1, 2, 3, 4):
+            for ux, uy in rings:
+                dx = ux * (w / 2 + gap_px) * (1 if ux == 0 else 1 + 0.4 * (reach - 1))
+                dy = uy * (h / 2 + gap_px + (reach - 1) * line_px)
+                box = (x + dx - w / 2, y + dy - h / 2, x + dx + w / 2, y + dy + h / 2)
+                if clear(box):
+                    choice = (dx, dy, box)
+                    break
+            if choice:
+                break
+        if choice is None:                                        # nowhere clear: straight above, furthest out
+            dy = -(h / 2 + gap_px + 3 * line_px)
+            choice = (0.0, dy, (x - w / 2, y + dy - h / 2, x + w / 2, y + dy + h / 2))
+        out[i] = (choice[0], choice[1])
+        boxes.append(choice[2])
+    return out
+
+
 def loss_vs_accuracy_figure(labels: list[str], losses: list[float], accuracies: list[float],
-                            colours: list[str]) -> go.Figure:
-    """Final training loss against judge accuracy, one labelled point per model (log x); labels alternate above
-    and below the points in order of loss, so neighbours do not print over each other."""
-    order = sorted(range(len(losses)), key=lambda i: losses[i])
-    positions = [""] * len(losses)
-    for rank, i in enumerate(order):
-        positions[i] = "top center" if rank % 2 == 0 else "bottom center"
-    pts = go.Scatter(x=losses, y=accuracies, mode="markers+text", text=labels, textposition=positions,
-                     marker=dict(size=10, color=colours), cliponaxis=False, name="models")
+                            colours: list[str], width_px: int = PAIR_WIDTH) -> go.Figure:
+    """Final training loss against judge accuracy, one labelled point per model (log x). Models cluster (similar
+    losses and accuracies), so each name is placed by `place_labels` where it covers no other name, with a thin
+    line to its point when it sits away from it."""
+    pts = go.Scatter(x=losses, y=accuracies, mode="markers", marker=dict(size=10, color=colours),
+                     hovertext=labels, hoverinfo="text+x+y", cliponaxis=False, name="models")
     xaxis = _log_axis(dict(title="final training loss (log)"), losses)
-    return go.Figure([pts], layout=_fast_layout("final loss vs judge accuracy", 340, xaxis=xaxis,
-                                                yaxis=dict(title="judge accuracy", range=[0, 1.12],
+    y_range = [0, 1.12]
+    height = 340
+    plot_w, plot_h = width_px - 90, height - 120                 # the plot area inside the margins and axis labels
+    positive = [v for v in losses if v and v > 0]
+    lo, hi = (np.log10(min(positive)), np.log10(max(positive))) if positive else (0.0, 1.0)
+    pad = 0.05 * ((hi - lo) or 1.0)
+    lo, hi = lo - pad, hi + pad
+    xs = [(np.log10(v) - lo) / (hi - lo) * plot_w if v and v > 0 else 0.0 for v in losses]
+    ys = [(1 - (a - y_range[0]) / (y_range[1] - y_range[0])) * plot_h for a in accuracies]
+    offsets = place_labels(list(zip(xs, ys)), labels, bounds=(-40, -30, plot_w + 8, plot_h + 10))
+    annotations = [dict(x=np.log10(v) if v and v > 0 else 0, y=a, text=name, ax=dx, ay=dy, showarrow=True,
+                        arrowhead=0, arrowwidth=1, arrowcolor="#999", standoff=6, font=dict(size=11))
+                   for name, v, a, (dx, dy) in zip(labels, losses, accuracies, offsets)]
+    xaxis["range"] = [lo, hi]
+    return go.Figure([pts], layout=_fast_layout("final loss vs judge accuracy", height, xaxis=xaxis,
+                                                annotations=annotations,
+                                                yaxis=dict(title="judge accuracy", range=y_range,
                                                            tickformat=".0%")))
 
 
