@@ -16,7 +16,8 @@ PARAMS = [                                   # the view in the URL: a shared lin
     state.Param("steps", min(25, view.MAX_STEPS), state.int_in(5, view.MAX_STEPS)),
     state.Param("w", float(ck.recommended.guidance), state.float_in(0.0, 6.0)),
 ]
-state.init(PAGE, PARAMS)
+TAB_PARAMS = [p for params in view.TAB_PARAMS.values() for p in params]
+state.init(PAGE, PARAMS + TAB_PARAMS)
 
 left, right = st.columns([1, 3])
 with left:
@@ -28,7 +29,7 @@ cfg = ck.recommended.replace(sampler="ddim", steps=min(int(steps), ck.schedule_c
 
 with right:                  # a refusal by the compute budget ends the page with its reason (errors.run_page)
     choice = st.segmented_control("Application", APPS, key="apps.choice", wrap=True)   # all six at 1024 px
-    state.sync(PAGE, PARAMS)
+    state.sync(PAGE, PARAMS + view.TAB_PARAMS.get(choice, []))      # the settings of the application shown
     if choice is None:
         st.caption("Pick an application above.")
     elif choice == "Inpainting":

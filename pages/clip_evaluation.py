@@ -13,7 +13,9 @@ ui.ensure_frame()
 st.title("CLIP evaluation")
 path, ck = resources.require_model()
 PAGE = "clip"
+CLIP_MODELS = ["digit-CLIP", "pretrained ViT-B-32 (if cached)"]
 PARAMS = [
+    state.Param("kind", CLIP_MODELS[0], state.one_of(*CLIP_MODELS)),
     state.Param("w", float(ck.recommended.guidance), state.float_in(0.0, 6.0)),
     state.Param("seed", 0, state.int_in(0, 99999)),
     state.Param("keep", 3, state.int_in(1, 10)),
@@ -23,7 +25,7 @@ PARAMS = [
 state.init(PAGE, PARAMS)
 
 c1, c2, c3, c4 = st.columns(4)
-kind = c1.selectbox("CLIP model", ["digit-CLIP", "pretrained ViT-B-32 (if cached)"], key="clip.kind")
+kind = c1.selectbox("CLIP model", CLIP_MODELS, key="clip.kind")
 w = c2.slider("guidance w", 0.0, 6.0, step=0.1, key="clip.w",
               help=f"applied while t/T ≥ {ck.recommended.guidance_interval[0]:g} (the model's recommended interval)")
 seed = c3.number_input("seed", 0, 99999, key="clip.seed")

@@ -149,7 +149,8 @@ left.download_button("Download my answers (Markdown)",
                           "own), on this server's address, and the titles of the figures pinned to it")
 n_pins = sum(len(v) for v in pins.values())
 if st.session_state.get(BOOK):
-    right.download_button(f"Download with the {n_pins} pinned figure{'s' if n_pins != 1 else ''} (zip)",
+    right.download_button(f"Download with the {n_pins} pinned figure{'s' if n_pins != 1 else ''} (zip)" if n_pins
+                          else "Download with pinned figures (zip): none pinned yet",
                           workbook.export_zip(st.session_state[BOOK], PROMPTS, answers, _base_url(), today),
                           file_name="diffusion-lab-answers.zip", mime="application/zip", disabled=n_pins == 0,
                           help="answers.md with every pinned figure shown under its answer, each figure as a PNG "

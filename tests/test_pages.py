@@ -272,7 +272,38 @@ def test_applications_keeps_its_view_in_the_url_and_a_link_reopens_it(app):
     assert app.slider(key="apps.steps").value == 40
     assert app.session_state["apps.choice"] == "Style (B4)"
     app.slider(key="apps.w").set_value(1.5).run()
-    assert dict(app.query_params) == {"model": "tiny", "choice": "Style (B4)", "steps": "40", "w": "1.5"}
+    assert dict(app.query_params) == {"model": "tiny", "choice": "Style (B4)", "steps": "40", "w": "1.5",
+                                      "style_digit": "4", "style_seed": "0"}
+
+
+def _param(at, name):
+    v = at.query_params.get(name)
+    return v[0] if isinstance(v, list) else v
+
+
+def test_an_applications_link_carries_the_settings_of_the_application_shown(app):
+    app.query_params.update({"choice": "Editing (SDEdit)", "edit_label": "5", "strength": "0.8", "edit_seed": "7"})
+    app.run()
+    app.switch_page("pages/applications.py").run()
+    _ok(app)
+    assert app.number_input(key="apps.edit_label").value == 5 and app.slider(key="apps.strength").value == 0.8
+    assert app.number_input(key="apps.edit_seed").value == 7
+    assert any("80%" in m.value for m in app.markdown if "SDEdit" in m.value)     # the edit used the link's strength
+    app.number_input(key="apps.edit_label").set_value(2).run()
+    assert _param(app, "edit_label") == "2" and "mask" not in app.query_params    # only the shown application's
+    app.session_state["apps.choice"] = "Inpainting"
+    app.run()
+    _ok(app)
+    assert _param(app, "mask") == "right" and "edit_label" not in app.query_params
+
+
+def test_the_clip_model_is_part_of_the_link(app):
+    app.query_params["kind"] = "pretrained ViT-B-32 (if cached)"
+    app.run()
+    app.switch_page("pages/clip_evaluation.py").run()
+    _ok(app)
+    assert app.selectbox(key="clip.kind").value == "pretrained ViT-B-32 (if cached)"
+    assert _param(app, "kind") == "pretrained ViT-B-32 (if cached)"
 
 
 def _widths(table) -> dict:

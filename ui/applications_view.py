@@ -13,9 +13,32 @@ from engine.config import SampleConfig
 from engine.judge import NOT_A_DIGIT, predict
 from engine.schedule import NoiseSchedule
 
-from . import compute, pins, resources, widgets
+from . import compute, pins, resources, state, widgets
 
 MAX_STEPS = 100            # server-side cap on what one learner's click may cost
+MASKS = ["right", "left", "top", "bottom", "centre", "random", "draw it"]
+SIZES = ["7x7", "14x14"]
+# Each application's settings, in the URL while that application is shown (pages/applications.py): a shared link
+# reopens the same application with the same settings. A drawn mask stays in the browser that drew it.
+TAB_PARAMS = {
+    "Inpainting": [state.Param("mask", "right", state.one_of(*MASKS)),
+                   state.Param("inpaint_label", 3, state.int_in(0, 9)),
+                   state.Param("resample", 1, state.int_in(1, 4)),
+                   state.Param("inpaint_seed", 0, state.int_in(0, 9999))],
+    "Editing (SDEdit)": [state.Param("edit_label", 8, state.int_in(0, 9)),
+                         state.Param("strength", 0.5, state.float_in(0.0, 1.0)),
+                         state.Param("edit_seed", 0, state.int_in(0, 9999)),
+                         state.Param("strip", False, state.flag)],
+    "Upscaling": [state.Param("size", "7x7", state.one_of(*SIZES)),
+                  state.Param("up_label", 3, state.int_in(0, 9)),
+                  state.Param("up_seed", 0, state.int_in(0, 9999))],
+    "Interpolation": [state.Param("from", 1, state.int_in(0, 9)), state.Param("to", 7, state.int_in(0, 9)),
+                      state.Param("interp_seed", 0, state.int_in(0, 9999))],
+    "Style (B4)": [state.Param("style_digit", 4, state.int_in(0, 9)),
+                   state.Param("style_seed", 0, state.int_in(0, 9999))],
+    "Limits": [state.Param("ood_strength", 0.5, state.float_in(0.1, 1.0)),
+               state.Param("ood_target", 8, state.int_in(0, 9))],
+}
 
 
 def _judge_line(x: torch.Tensor) -> str:
@@ -79,11 +102,11 @@ def run(path: str, name: str, x: torch.Tensor | None, cfg: SampleConfig, **param
 
 def inpainting_tab(path: str, x: torch.Tensor, cfg: SampleConfig) -> None:
     c1, c2, c3, c4 = st.columns(4)
-    kind = c1.selectbox("mask", ["right", "left", "top", "bottom", "centre", "random", "draw it"], key="apps.mask")
-    label = c2.number_input("fill as digit", 0, 9, int(st.session_state.get("apps.digit", 3)), key="apps.inpaint_label")
-    resample = c3.number_input("RePaint resampling", 1, 4, 1, key="apps.resample",
+    kind = c1.selectbox("mask", MASKS, key="apps.mask")
+    label = c2.number_input("fill as digit", 0, 9, key="apps.inpaint_label")
+    resample = c3.number_input("RePaint resampling", 1, 4, key="apps.resample",
                                help="repeat each step, re-noising in between: better harmony, proportionally slower")
-    seed = c4.number_input("seed", 0, 9999, 0, key="apps.inpaint_seed")
+    seed = c4.number_input("seed", 0, 9999, key="apps.inpaint_seed")
     drawn = None
     if kind == "draw it":
         from .canvas import draw_digit
@@ -105,10 +128,10 @@ def inpainting_tab(path: str, x: torch.Tensor, cfg: SampleConfig) -> None:
 
 def editing_tab(path: str, x: torch.Tensor, cfg: SampleConfig) -> None:
     c1, c2, c3 = st.columns(3)
-    label = c1.number_input("turn it into digit", 0, 9, 8, key="apps.edit_label")
-    strength = c2.slider("strength", 0.0, 1.0, 0.5, 0.05, key="apps.strength",
+    label = c1.number_input("turn it into digit", 0, 9, key="apps.edit_label")
+    strength = c2.slider("strength", 0.0, 1.0, step=0.05, key="apps.strength",
                          help="0 = unchanged; 1 = a new digit that ignores the input")
-    seed = c3.number_input("seed", 0, 9999, 0, key="apps.edit_seed")
+    seed = c3.number_input("seed", 0, 9999, key="apps.edit_seed")
     out, dt = run(path, "sdedit", x, cfg, label=int(label), strength=float(strength), seed=int(seed))
     strip = [run(path, "sdedit", x, cfg, label=int(label), strength=f, seed=int(seed))[0]
              for f in (0.2, 0.4, 0.6, 0.8)] if st.toggle("show the strength strip", key="apps.strip") else []
@@ -122,9 +145,9 @@ def editing_tab(path: str, x: torch.Tensor, cfg: SampleConfig) -> None:
 
 def upscaling_tab(path: str, x: torch.Tensor, cfg: SampleConfig) -> None:
     c1, c2, c3 = st.columns(3)
-    size = c1.selectbox("low-resolution input", ["7x7", "14x14"], key="apps.size")
-    label = c2.number_input("digit", 0, 9, 3, key="apps.up_label")
-    seed = c3.number_input("seed", 0, 9999, 0, key="apps.up_seed")
+    size = c1.selectbox("low-resolution input", SIZES, key="apps.size")
+    label = c2.number_input("digit", 0, 9, key="apps.up_label")
+    seed = c3.number_input("seed", 0, 9999, key="apps.up_seed")
     factor = 4 if size == "7x7" else 2
     low = apps.downsample(x, factor)
     out, dt = run(path, "upscale", x, cfg, factor=factor, label=int(label), seed=int(seed))
@@ -138,9 +161,9 @@ def upscaling_tab(path: str, x: torch.Tensor, cfg: SampleConfig) -> None:
 
 def interpolation_tab(path: str, cfg: SampleConfig) -> None:
     c1, c2, c3 = st.columns(3)
-    a = c1.number_input("from digit", 0, 9, 1, key="apps.from")
-    b = c2.number_input("to digit", 0, 9, 7, key="apps.to")
-    seed = c3.number_input("seed", 0, 9999, 0, key="apps.interp_seed")
+    a = c1.number_input("from digit", 0, 9, key="apps.from")
+    b = c2.number_input("to digit", 0, 9, key="apps.to")
+    seed = c3.number_input("seed", 0, 9999, key="apps.interp_seed")
     c = cfg.replace(sampler="ddim", eta=0.0)
     classes, _ = run(path, "classes", None, c, a=int(a), b=int(b), seed=int(seed))
     seeds, _ = run(path, "seeds", None, c, a=int(a), seed=int(seed))
@@ -152,8 +175,8 @@ def interpolation_tab(path: str, cfg: SampleConfig) -> None:
 
 def limits_tab(path: str, x: torch.Tensor, cfg: SampleConfig) -> None:
     c1, c2 = st.columns(2)
-    strength = c1.slider("editing strength for the odd inputs", 0.1, 1.0, 0.5, 0.05, key="apps.ood_strength")
-    target = int(c2.number_input("edit them towards digit", 0, 9, 8, key="apps.ood_target"))
+    strength = c1.slider("editing strength for the odd inputs", 0.1, 1.0, step=0.05, key="apps.ood_strength")
+    target = int(c2.number_input("edit them towards digit", 0, 9, key="apps.ood_target"))
     rows = []
     judge = resources.get_judge()
     for name, img in apps.out_of_distribution_inputs(x).items():
@@ -204,8 +227,8 @@ def style_tab(cfg: SampleConfig) -> None:
                 "Training page) and export it to checkpoints/style.")
         return
     c1, c2 = st.columns(2)
-    digit = c1.number_input("digit", 0, 9, 4, key="apps.style_digit")
-    seed = c2.number_input("seed", 0, 9999, 0, key="apps.style_seed")
+    digit = c1.number_input("digit", 0, 9, key="apps.style_digit")
+    seed = c2.number_input("seed", 0, 9999, key="apps.style_seed")
     ck = resources.load_model(str(STYLE_PATH))
     imgs, measured = _style_grid(str(STYLE_PATH), ck.sha256, int(digit), int(seed), cfg.to_dict())
     cols = st.columns(len(SLANT))

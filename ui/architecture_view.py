@@ -85,7 +85,8 @@ def summary_panel(ck, path: str) -> None:
     df["MFLOP"] = (df.pop("flops") / 1e6).round(1)
     table = df.assign(in_shape=df["in_shape"].map(_shape), out_shape=df["out_shape"].map(_shape))
     row.container(width=figures.PAIR_WIDTH).dataframe(          # six narrow columns: all visible at 1024 px
-        table.rename(columns={"in_shape": "in", "out_shape": "out"}), hide_index=True, height=520,
+        table.rename(columns={"in_shape": "in", "out_shape": "out"}), hide_index=True,
+        height=35 * (len(table) + 1) + 3,                    # every layer's row shown, no scrolling inside the table
         column_config={"name": st.column_config.TextColumn(width=102), "kind": st.column_config.TextColumn(width=88),
                        "in": st.column_config.TextColumn(width=76, help="input shape: channels × height × width"),
                        "out": st.column_config.TextColumn(width=70, help="output shape: channels × height × width"),
