@@ -26,6 +26,7 @@ PAGES = {
         st.Page("pages/training.py", title="Training", icon=":material/model_training:", url_path="training"),
         st.Page("pages/clip_evaluation.py", title="CLIP evaluation", icon=":material/image_search:", url_path="clip_evaluation"),
         st.Page("pages/applications.py", title="Applications", icon=":material/build:", url_path="applications"),
+        st.Page("pages/geometry.py", title="Geometry lab", icon=":material/scatter_plot:", url_path="geometry"),
     ],
     "Answer": [
         st.Page("pages/worksheet.py", title="Worksheet", icon=":material/assignment:", url_path="worksheet"),

@@ -90,6 +90,21 @@ def _time_to_quality_figures(res: dict, recipes: tuple[str, ...], cap_s: float, 
                 res[f"time_to_95_ratio_peer_vs_{recipe}"] = round(res["time_to_95_s_peer"] / res[f"time_to_95_s_{recipe}"], 2)
 
 
+def _geometry_figures(log=print) -> dict:
+    """The Geometry lab: seconds to train the page's two-moons model from scratch (one thread, as the page runs it)
+    and the fit it reaches, for both objectives."""
+    from .geometry import time_to_fit_two_moons
+
+    out = {}
+    for objective in ("ddpm", "flow"):
+        r = time_to_fit_two_moons(objective, log=lambda *a: None)
+        out[f"geometry_fit_s_{objective}"] = round(r["seconds"], 2)
+        out[f"geometry_fit_ratio_{objective}"] = round(r["ratio"], 2)
+        log(f"geometry lab, two moons, {objective}: trained in {r['seconds']:.1f} s (1 thread), fit {r['ratio']:.2f}x "
+            f"the data's own floor ({'good' if r['good'] else 'not good'}; {r['sampler']}-{r['n_steps']})")
+    return out
+
+
 def run_bench(quick: bool = False, checkpoint: str | None = None, threads: int | None = None,
               peer: bool = True, time_to_quality_recipes: tuple[str, ...] = (), ttq_cap_s: float = 480.0,
               log=print, device: str | torch.device = "cpu") -> dict:
@@ -120,6 +135,7 @@ def run_bench(quick: bool = False, checkpoint: str | None = None, threads: int |
     if checkpoint is None and (fast_path / "weights.safetensors").exists():
         res.update(fast_model_sampling(fast_path, quick, log, device))
     res.update(clip_scoring(reps, log))
+    res.update(_geometry_figures(log))
     _time_to_quality_figures(res, time_to_quality_recipes, ttq_cap_s, peer, log, device)
     res.update(landing_views_s())
     slow = {k: v for k, v in res["landing_s"].items() if v > 2}

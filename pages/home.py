@@ -11,6 +11,7 @@ import ui  # noqa: E402
 ui.ensure_frame()
 
 WORKSHEET = "pages/worksheet.py"
+ALSO = {"pages/geometry.py": ("1.1", "1.2", "1.3", "5.3")}     # pages no "Show me" opens, and what they add to
 PATH = [   # the order to work through the pages: (page, link label, icon, what to look at there)
     ("pages/forward_process.py", "Forward process", ":material/blur_on:",
      "Move t: a digit fades into Gaussian noise. Compare the two schedules; see when the judge stops recognising it."),
@@ -25,6 +26,9 @@ PATH = [   # the order to work through the pages: (page, link label, icon, what 
     ("pages/applications.py", "Applications", ":material/build:",
      "Inpaint, edit, upscale, interpolate; Style varies thickness and slant; Limits tries a letter, an inverted "
      "digit, noise."),
+    ("pages/geometry.py", "Geometry lab", ":material/scatter_plot:",
+     "Diffusion on points in the plane: train a small model in seconds, then watch the noising, the learned field "
+     "and every particle's path; few steps vs many, guidance, DDPM vs flow matching."),
     (WORKSHEET, "Worksheet", ":material/assignment:",
      "Every prompt with its Show me and a box for your answer; download them all."),
 ]
@@ -39,7 +43,8 @@ st.subheader("Start here")
 with st.container(border=True):
     for n, (page, title, icon, look) in enumerate(PATH, 1):
         numbers = [p.number for p in PROMPTS if p.page == page]      # each prompt's "Show me" opens its page
-        answers = f"all {len(PROMPTS)} prompts" if page == WORKSHEET else ", ".join(numbers)
+        answers = (f"all {len(PROMPTS)} prompts" if page == WORKSHEET else ", ".join(numbers) if numbers
+                   else "more evidence for " + ", ".join(ALSO[page]) if page in ALSO else "")
         c1, c2 = st.columns([2, 3], vertical_alignment="center")
         c1.page_link(page, label=f"{n} · {title}", icon=icon)
         c2.markdown(look + (f" *Worksheet: {answers}.*" if answers else ""))

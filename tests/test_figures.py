@@ -52,6 +52,11 @@ BUILDERS = {
 }
 
 
+from .test_geometry import FIGURE_SAMPLES  # noqa: E402  (the Geometry lab's builders, sampled beside their tests)
+
+BUILDERS.update(FIGURE_SAMPLES)
+
+
 def _title(axis) -> str:
     return (axis.title.text or "") if axis.title is not None else ""
 

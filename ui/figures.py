@@ -483,3 +483,179 @@ def strip_by_group(names: list[str], values: list[list[float]], colours: list[st
     return go.Figure(traces, layout=_fast_layout(title, height, xaxis=dict(title=x_title),
                                                  yaxis=dict(title=y_title, autorange="reversed", automargin=True),
                                                  shapes=shapes, annotations=annotations))
+
+
+# -- the Geometry lab: 2-D points, their paths and the learned field -----------------------------------------------
+GEOMETRY_DATA = "rgba(120, 120, 120, 0.35)"      # the data, drawn behind whatever the model made of it
+
+
+def _plane(extent: float, x_title: str = "x₁", y_title: str = "x₂") -> dict:
+    """Square axes over [-extent, extent]² with equal units: a circle stays a circle at any chart width."""
+    return dict(xaxis=dict(title=x_title, range=[-extent, extent], zeroline=False, constrain="domain"),
+                yaxis=dict(title=y_title, range=[-extent, extent], zeroline=False, scaleanchor="x", scaleratio=1,
+                           constrain="domain"))
+
+
+def _xy(points) -> tuple[np.ndarray, np.ndarray]:
+    p = np.asarray(points, dtype=np.float32).reshape(-1, 2)
+    return np.round(p[:, 0], 3), np.round(p[:, 1], 3)
+
+
+def _segments(starts, ends) -> tuple[np.ndarray, np.ndarray]:
+    """Line segments start -> end as one trace's x, y, separated by gaps (NaN): one trace instead of one per line."""
+    starts, ends = np.asarray(starts, dtype=np.float32), np.asarray(ends, dtype=np.float32)
+    gap = np.full((len(starts), 1), np.nan, dtype=np.float32)
+    x = np.concatenate([starts[:, :1], ends[:, :1], gap], axis=1).ravel()
+    y = np.concatenate([starts[:, 1:], ends[:, 1:], gap], axis=1).ravel()
+    return x, y
+
+
+def _polylines(paths) -> tuple[np.ndarray, np.ndarray]:
+    """Paths (S + 1, K, 2) as one trace's x, y: each particle's path, separated by gaps (NaN)."""
+    paths = np.asarray(paths, dtype=np.float32)
+    k = paths.shape[1]
+    per = np.concatenate([paths.transpose(1, 0, 2), np.full((k, 1, 2), np.nan, dtype=np.float32)], axis=1)
+    return np.round(per[:, :, 0].ravel(), 3), np.round(per[:, :, 1].ravel(), 3)
+
+
+def points_figure(layers: list[dict], title: str, extent: float = 3.0, height: int = 380) -> go.Figure:
+    """Point clouds on the plane, one trace per layer {"name", "points" (N, 2), "colour", optional "size",
+    "opacity", "symbol"}; the first layers are drawn first (put the data first, behind)."""
+    traces = []
+    for layer in layers:
+        x, y = _xy(layer["points"])
+        traces.append(go.Scatter(x=x, y=y, mode="markers", name=layer["name"], marker=dict(
+            color=layer["colour"], size=layer.get("size", 4), opacity=layer.get("opacity", 0.8),
+            symbol=layer.get("symbol", "circle")), hoverinfo="name"))
+    return go.Figure(traces, layout=_fast_layout(title, height, **_plane(extent)))
+
+
+def trajectory_figure(trajectory: np.ndarray, labels: list[str], title: str, background=None,
+                      colours: list[str] | str = "#1f77b4", n_paths: int = 60, extent: float = 3.0,
+                      height: int = 520) -> go.Figure:
+    """Particles moving along their sampling paths, trajectory (S + 1, N, 2) with labels[k] naming state k
+    (e.g. "t = 0.50"): the first n_paths paths drawn faintly, the particles at the last state, and a slider and
+    a play button that move them through the states in the browser (Plotly animation frames, no server round
+    trip). `background`: the data, grey, behind. No legend: the caption says what the colours are."""
+    trajectory = np.asarray(trajectory, dtype=np.float32)
+    last = len(trajectory) - 1
+    traces = []
+    if background is not None:
+        bx, by = _xy(background)
+        traces.append(go.Scatter(x=bx, y=by, mode="markers", name="data", hoverinfo="skip",
+                                 marker=dict(color=GEOMETRY_DATA, size=3)))
+    px, py = _polylines(trajectory[:, :n_paths])
+    traces.append(go.Scatter(x=px, y=py, mode="lines", name="paths", hoverinfo="skip",
+                             line=dict(color="rgba(31, 119, 180, 0.3)", width=1)))
+    moving = len(traces)
+    x, y = _xy(trajectory[last])
+    traces.append(go.Scatter(x=x, y=y, mode="markers", name="particles", hoverinfo="skip",
+                             marker=dict(color=colours, size=5, opacity=0.85)))
+    frames = []
+    for k in range(len(trajectory)):
+        fx, fy = _xy(trajectory[k])
+        frames.append(go.Frame(data=[go.Scatter(x=fx, y=fy)], traces=[moving], name=str(k)))
+    still = dict(mode="immediate", frame=dict(duration=0, redraw=False), transition=dict(duration=0))
+    # under the x axis title: the play button at the left, the slider beside it, its reading at its right end
+    slider = dict(active=last, x=0.16, len=0.84, y=0, yanchor="top", pad=dict(t=62, b=0),
+                  currentvalue=dict(prefix="showing ", xanchor="right", font=dict(size=13, color="#222")),
+                  font=dict(size=1, color="rgba(0,0,0,0)"),          # one tick per state: no crowded tick labels
+                  steps=[dict(label=labels[k], method="animate", args=[[str(k)], still])
+                         for k in range(len(trajectory))])
+    play = dict(type="buttons", showactive=False, x=0, xanchor="left", y=0, yanchor="top", pad=dict(t=88, r=10),
+                buttons=[dict(label="▶ play", method="animate", args=[None, dict(
+                    mode="immediate", fromcurrent=False, frame=dict(duration=max(30, 1500 // len(trajectory)),
+                                                                    redraw=False), transition=dict(duration=0))])])
+    layout = _fast_layout(title, height, showlegend=False, sliders=[slider], updatemenus=[play], **_plane(extent))
+    layout["margin"] = dict(l=10, r=10, t=_top_margin(layout["title"]), b=130)
+    return go.Figure(traces, layout=layout, frames=frames)
+
+
+def quiver_figure(points: np.ndarray, vectors: np.ndarray, title: str, background=None, extent: float = 3.0,
+                  height: int = 380, name: str = "field") -> go.Figure:
+    """Arrows from each point (M, 2) along its vector (M, 2), drawn as line segments with two-stroke heads (one
+    trace), over an optional grey `background` cloud. The caller scales the vectors to the length to draw."""
+    points, vectors = np.asarray(points, dtype=np.float32), np.asarray(vectors, dtype=np.float32)
+    tips = points + vectors
+    length = np.linalg.norm(vectors, axis=1, keepdims=True)
+    unit = vectors / np.maximum(length, 1e-9)
+    head = np.minimum(0.35 * length, 0.12)                                     # head strokes: 35 % of the arrow
+    traces = []
+    if background is not None:
+        bx, by = _xy(background)
+        traces.append(go.Scatter(x=bx, y=by, mode="markers", name="noised data", hoverinfo="skip",
+                                 marker=dict(color=GEOMETRY_DATA, size=3)))
+    starts, ends = [points], [tips]
+    for angle in (2.6, -2.6):                                                   # ±150° from the arrow's direction
+        c, s = np.cos(angle), np.sin(angle)
+        turned = np.stack([c * unit[:, 0] - s * unit[:, 1], s * unit[:, 0] + c * unit[:, 1]], axis=1)
+        starts.append(tips)
+        ends.append(tips + head * turned)
+    x, y = _segments(np.concatenate(starts), np.concatenate(ends))
+    traces.append(go.Scatter(x=np.round(x, 3), y=np.round(y, 3), mode="lines", name=name, hoverinfo="skip",
+                             line=dict(color="#d62728", width=1.3)))
+    return go.Figure(traces, layout=_fast_layout(title, height, **_plane(extent)))
+
+
+def paths_figure(groups: list[dict], starts: np.ndarray, title: str, background=None, extent: float = 3.0,
+                 height: int = 400) -> go.Figure:
+    """Several samplers' paths from the same starting points (K, 2): groups [{"name", "paths" (S + 1, K, 2),
+    "colour", optional "width"}], each drawn as lines with its end points marked, the first group at the bottom;
+    the shared starts as black dots on top."""
+    traces = []
+    if background is not None:
+        bx, by = _xy(background)
+        traces.append(go.Scatter(x=bx, y=by, mode="markers", name="data", hoverinfo="skip",
+                                 marker=dict(color=GEOMETRY_DATA, size=3)))
+    for g in groups:
+        px, py = _polylines(g["paths"])
+        traces.append(go.Scatter(x=px, y=py, mode="lines", name=g["name"], legendgroup=g["name"], hoverinfo="skip",
+                                 line=dict(color=g["colour"], width=g.get("width", 1.2))))
+        ex, ey = _xy(np.asarray(g["paths"])[-1])
+        traces.append(go.Scatter(x=ex, y=ey, mode="markers", name=f"{g['name']}: end", legendgroup=g["name"],
+                                 showlegend=False, hoverinfo="skip",
+                                 marker=dict(color=g["colour"], size=8, line=dict(color="white", width=1))))
+    sx, sy = _xy(starts)
+    traces.append(go.Scatter(x=sx, y=sy, mode="markers", name="shared start", hoverinfo="skip",
+                             marker=dict(color="black", size=6)))
+    return go.Figure(traces, layout=_fast_layout(title, height, **_plane(extent)))
+
+
+def steps_fit_figure(steps: list[int], ratios: dict[str, list[float]], good: float, title: str,
+                     colours: dict[str, str] | None = None) -> go.Figure:
+    """Distance to the data (as a multiple of a fresh draw's) against the number of sampling steps, both on log
+    axes, one line per sampler (`colours` by name); dotted lines at 1 (as close as a fresh draw of the data) and
+    at `good`, labelled at opposite ends so they never print over each other."""
+    colours = colours or {}
+    traces = [go.Scatter(x=steps, y=r, mode="lines+markers", name=name, line=dict(color=colours.get(name)))
+              for name, r in ratios.items()]
+    shapes, annotations = [], []
+    for level, text, side in ((1.0, "1 = a fresh draw of the data", "left"),
+                              (good, f"good fit (≤ {good:g}×)", "right")):
+        shapes.append(dict(type="line", xref="paper", x0=0, x1=1, y0=level, y1=level,
+                           line=dict(color="grey", dash="dot")))
+        annotations.append(dict(xref="paper", x=0 if side == "left" else 1, y=float(np.log10(level)), text=text,
+                                showarrow=False, xanchor=side, yanchor="bottom" if side == "right" else "top",
+                                font=dict(size=11, color="grey"), bgcolor="rgba(255,255,255,0.8)"))
+    xaxis = dict(title="sampling steps (log scale)", type="log", tickvals=list(steps), ticktext=[str(s) for s in steps])
+    values = [v for r in ratios.values() for v in r if v > 0] + [0.9, good]
+    yaxis = _log_axis(dict(title="distance to data (× a fresh draw's, log)"), values)
+    yaxis.update(range=[float(np.log10(min(values))) - 0.05, float(np.log10(max(values))) + 0.05])
+    return go.Figure(traces, layout=_fast_layout(title, 340, xaxis=xaxis, yaxis=yaxis, shapes=shapes,
+                                                 annotations=annotations))
+
+
+def guidance_figure(weights: list[float], spread: list[float], agreement: list[float], w_mark: float | None,
+                    title: str) -> go.Figure:
+    """Against the guidance weight w: the samples' spread within their class and how clearly they sit in their
+    class (the share of nearest data points of that class), both relative to the data's (1 = as the data); the
+    current w dashed."""
+    traces = [go.Scatter(x=weights, y=spread, mode="lines+markers", name="spread within class"),
+              go.Scatter(x=weights, y=agreement, mode="lines+markers", name="nearest data in its class")]
+    shapes = [] if w_mark is None else [dict(type="line", x0=w_mark, x1=w_mark, yref="paper", y0=0, y1=1,
+                                             line=dict(dash="dash", color="grey"))]
+    shapes.append(dict(type="line", xref="paper", x0=0, x1=1, y0=1, y1=1, line=dict(color="grey", dash="dot")))
+    top = max([1.0] + list(spread) + list(agreement))
+    return go.Figure(traces, layout=_fast_layout(title, 340, shapes=shapes, xaxis=dict(title="guidance weight w"),
+                                                 yaxis=dict(title="relative to the data (1 = as the data)",
+                                                            range=[0, 1.1 * top])))
