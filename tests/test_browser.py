@@ -339,3 +339,23 @@ def test_the_instructor_stays_unlocked_across_a_reload_and_a_link_until_locking(
     page.wait_for_timeout(3_000)                    # the stored token, if any were left, would arrive by now
     expect(page.get_by_text("Role: learner")).to_be_visible()
     page.close()
+
+
+def test_the_geometry_lab_trains_in_seconds_and_draws_paths_and_field(server, browser):
+    """Issue 22's bar, driven as a learner would: Train on two moons, then the fit, the field and the paths."""
+    from playwright.sync_api import expect
+
+    page = _open(browser, f"{server}/geometry?data=moons&objective=ddpm&seed=5")
+    expect(page.get_by_role("button", name="Train")).to_be_visible(timeout=60_000)
+    t0 = time.time()
+    page.get_by_role("button", name="Train").click()
+    expect(page.get_by_text("Fit (").first).to_be_visible(timeout=120_000)
+    waited = time.time() - t0
+    page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]", timeout=120_000)
+    expect(page.get_by_text("learned score at t").first).to_be_visible(timeout=60_000)       # the field as arrows
+    expect(page.get_by_text("From noise to data: the sampling paths")).to_be_visible()
+    assert page.locator(".js-plotly-plot").count() >= 5
+    assert page.locator("[data-testid=stException]").count() == 0
+    assert "seed=5" in page.url and "objective=ddpm" in page.url
+    print(f"geometry lab: Train to a drawn fit in {waited:.1f} s (browser, this machine)")
+    page.close()
