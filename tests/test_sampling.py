@@ -30,7 +30,9 @@ def test_shapes_at_every_step_and_final(tiny_model):
 BATCH_CONFIGS = [SampleConfig(sampler="ddim", steps=5, guidance=1.0),
                  SampleConfig(sampler="ddim", steps=5, guidance=1.0, eta=1.0),
                  SampleConfig(sampler="ddpm", steps=50, guidance=1.0),
-                 SampleConfig(sampler="ddpm", steps=10, guidance=0.0)]
+                 SampleConfig(sampler="ddpm", steps=10, guidance=0.0),
+                 SampleConfig(sampler="dpmpp-2m", steps=5, guidance=1.0),
+                 SampleConfig(sampler="unipc", steps=5, guidance=1.0)]
 
 
 def test_every_registered_sampler_is_covered_by_the_batch_test():
