@@ -170,7 +170,9 @@ def test_every_show_me_lands_with_its_evidence_drawn(server, browser):
         assert p.evidence, f"prompt {p.number} names no evidence to look for"
         page.goto(f"{server}/worksheet")
         page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]", timeout=120_000)
-        button = page.locator(f".st-key-worksheet-show-{p.number.replace('.', '-')} button")
+        page.wait_for_timeout(1_000)             # the browser reports its workbook id, and the page reruns once:
+        page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]", timeout=120_000)
+        button = page.locator(f".st-key-worksheet-show-{p.number.replace('.', '-')} button")   # a click then lands
         expect(button).to_be_visible(timeout=60_000)
         t0 = time.time()
         button.click()
