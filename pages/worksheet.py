@@ -148,10 +148,17 @@ left.download_button("Download my answers (Markdown)",
                      help="Each answer with a link to the view you looked at after its Show me (else the prompt's "
                           "own), on this server's address, and the titles of the figures pinned to it")
 n_pins = sum(len(v) for v in pins.values())
+
+
+def _zip_of(book: str, answers: dict, base_url: str, date: str):
+    """The zip export, built only when the learner clicks (it reads every pinned figure's files)."""
+    return lambda: workbook.export_zip(book, PROMPTS, answers, base_url, date)
+
+
 if st.session_state.get(BOOK):
     right.download_button(f"Download with the {n_pins} pinned figure{'s' if n_pins != 1 else ''} (zip)" if n_pins
                           else "Download with pinned figures (zip): none pinned yet",
-                          workbook.export_zip(st.session_state[BOOK], PROMPTS, answers, _base_url(), today),
+                          _zip_of(st.session_state[BOOK], answers, _base_url(), today),   # built on click
                           file_name="diffusion-lab-answers.zip", mime="application/zip", disabled=n_pins == 0,
                           help="answers.md with every pinned figure shown under its answer, each figure as a PNG "
                                "and the numbers it plots as CSV (figures/)")
