@@ -5,7 +5,8 @@ One module per command group, each adding its own subcommands:
 - `sample`: sample, evaluate, clip-rank, apply (drawing from a trained model);
 - `models`: export, precompute, style-eval, train-judge, calibrate-judge, judge, train-clip, summary (making,
   describing and using models);
-- `bench`: bench (calls the benchmark in the top-level benchmarks/ package).
+- `bench`: bench (calls the benchmark in the top-level benchmarks/ package);
+- `distill`: distill (a few-step student of a model's guided sampler, engine/distill.py).
 Commands parse, call the engine and print; the logic lives in engine modules. Errors a user can fix print
 `error: ...` and exit 2, without a traceback; a failed write (disk full, read-only folder, file-size limit)
 prints `error: cannot write PATH: reason` and exits 1.
@@ -16,13 +17,13 @@ import argparse
 import signal
 import sys
 
-from . import bench, models, sample, train
+from . import bench, distill, models, sample, train
 
 # In the order `python -m engine --help` lists them
 COMMANDS = (train.add_train, sample.add_sample, models.add_train_judge, models.add_calibrate_judge,
             models.add_judge, sample.add_evaluate, sample.add_apply,
             models.add_export, models.add_style_eval, models.add_precompute, bench.add_bench, models.add_train_clip,
-            sample.add_clip_rank, models.add_summary)
+            sample.add_clip_rank, models.add_summary, distill.add_distill)
 
 
 def build_parser() -> argparse.ArgumentParser:

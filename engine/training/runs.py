@@ -29,7 +29,7 @@ DEFAULT_RUNS_ROOT = Path(__file__).resolve().parents[2] / "checkpoints" / "runs"
 DEFAULT_SHIPPED_ROOT = Path(__file__).resolve().parents[2] / "checkpoints"
 # The shipped diffusion models the runs table lists, as folders under the shipped root; a missing one (e.g. the
 # T = 1 `one-step` model before it ships) is left out, a broken one is listed with its error.
-SHIPPED_MODELS = ("default", "fast", "ablations/deep", "ablations/no-skip", "ablations/no-time",
+SHIPPED_MODELS = ("default", "fast", "distilled", "ablations/deep", "ablations/no-skip", "ablations/no-time",
                   "ablations/plain-cnn", "one-step")
 BUCKET_PANEL = "bucket_loss"           # evidence/bucket_loss.json: unweighted eps-MSE per t/T decile
 
