@@ -134,6 +134,14 @@ def run_bench(quick: bool = False, checkpoint: str | None = None, threads: int |
     fast_path = ROOT / "checkpoints" / "fast"
     if checkpoint is None and (fast_path / "weights.safetensors").exists():
         res.update(fast_model_sampling(fast_path, quick, log, device))
+    if checkpoint is None:
+        from .fewstep import fewstep_sampling
+
+        res.update(fewstep_sampling(quick, log, device))
+        if res.get("sample_100_fewstep_s") and res.get("sample_100_ddim25_fast_s"):
+            res["sample_fewstep_speedup_vs_ddim25_fast"] = round(res["sample_100_ddim25_fast_s"]
+                                                                 / res["sample_100_fewstep_s"], 2)
+            log(f"few-step vs the fast model's DDIM-25: {res['sample_fewstep_speedup_vs_ddim25_fast']}x faster")
     res.update(clip_scoring(reps, log))
     res.update(_geometry_figures(log))
     _time_to_quality_figures(res, time_to_quality_recipes, ttq_cap_s, peer, log, device)

@@ -125,11 +125,14 @@ def grid_config(config):
 
 
 def speed_configs(guidance: float, interval: tuple[float, float], T: int) -> list:
-    """DDIM at 5-50 steps and DDPM at 50, 250 and T steps, at one guidance setting: the speed/quality chart."""
+    """DDIM at 5-50 steps, the multistep solvers (DPM-Solver++(2M), UniPC) at 5-25 and DDPM at 50, 250 and T
+    steps, at one guidance setting: the speed/quality chart."""
     from .config import SampleConfig
 
     base = SampleConfig(guidance=guidance, guidance_interval=interval)
     return ([base.replace(sampler="ddim", steps=s) for s in (5, 10, 25, 50) if s <= T]
+            + [base.replace(sampler=name, steps=s) for name in ("dpmpp-2m", "unipc") for s in (5, 8, 10, 15, 25)
+               if s <= T]
             + [base.replace(sampler="ddpm", steps=s) for s in sorted({50, 250, T}) if s <= T])
 
 
@@ -164,8 +167,10 @@ def _panel_params(panel: str, ck=None, **extra) -> dict:
         return {"config": cfg.to_dict(), "per_class": CURVE_PER_CLASS}
     if panel == "guidance_grid":
         return {"config": grid_config(cfg).to_dict(), "weights": list(GRID_WEIGHTS), "seeds": GRID_SEEDS}
-    if panel == "sampler_speed":
-        return {"guidance": cfg.guidance, "interval": list(cfg.guidance_interval), "per_class": SPEED_PER_CLASS}
+    if panel == "sampler_speed":                # the configs measured are part of the key: a stored result
+        configs = speed_configs(cfg.guidance, tuple(cfg.guidance_interval), ck.schedule_config.T)   # lacking one
+        return {"guidance": cfg.guidance, "interval": list(cfg.guidance_interval), "per_class": SPEED_PER_CLASS,
+                "configs": [f"{c.sampler}-{c.steps}" for c in configs]}                          # is not shown
     if panel == "class_samples":              # one digit per class at the recommended settings, <= 20 steps
         rec = ck.recommended
         return {"config": rec.replace(steps=min(20, rec.steps, ck.schedule_config.T)).to_dict(), "seeds": 10}

@@ -79,8 +79,11 @@ view.recognisability_panel(ck, path, cfg)
 st.subheader("Classifier-free guidance: class × weight (2.3)")
 view.guidance_grid_panel(ck, path, cfg)
 
-st.subheader("Samplers: the wrong sampler, and DDPM vs DDIM speed and quality (5.2)")
+st.subheader("Samplers: the wrong sampler; DDPM, DDIM and multistep solvers, speed and quality (5.2)")
 view.sampler_panel(ck, path, cfg, int(get("digit")), int(get("seed")))
+
+st.subheader("Few steps: why they are hard, and a distilled student (5.2, 5.3)")
+view.few_steps_panel(int(get("digit")), int(get("seed")))
 
 st.subheader("Did the model copy a training digit? (5.2)")
 view.memorisation_panel(final)

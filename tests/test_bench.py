@@ -75,6 +75,31 @@ def test_fast_model_sampling_reports_seconds_and_judge_accuracy_at_its_recommend
     assert r["sample_fast_guidance_interval"] == [0.6, 1.0] and r["sample_fast_guidance"] == 0.4
 
 
+def test_fewstep_figures_pick_the_fastest_candidate_that_meets_the_bar(tmp_path, monkeypatch):
+    """The few-step figure tries every candidate and reports the fastest one meeting the bar, or None if none does."""
+    from benchmarks import fewstep
+    from engine.checkpoints import save_checkpoint
+    from engine.config import SampleConfig
+
+    mc = TINY_MODEL.replace(patch_size=2)
+    save_checkpoint(tmp_path / "checkpoints" / "fast", model=build_model(mc), ema_model=None, model_config=mc,
+                    schedule_config=ScheduleConfig(T=50), train_config=None,
+                    recommended=SampleConfig(guidance=0.4, guidance_interval=(0.6, 1.0)))
+    monkeypatch.setattr(fewstep, "SOLVER_STEPS", (5, 8))
+    assert [(p.name, s, n) for p, s, n in fewstep.candidates(tmp_path)] == [
+        ("fast", "unipc", 5), ("fast", "unipc", 8), ("fast", "dpmpp-2m", 5), ("fast", "dpmpp-2m", 8)]
+    r = fewstep.fewstep_sampling(quick=True, log=lambda *_: None, root=tmp_path)
+    rows = r["fewstep_candidates"]
+    assert len(rows) == 4 and all(row["seconds_100"] > 0 and 0 <= row["judge_accuracy"] <= 1 for row in rows)
+    assert not any(row["meets_bar"] for row in rows)            # an untrained model draws no digits
+    assert r["sample_100_fewstep_s"] is None and r["sample_fewstep_model"] is None
+    fake = [dict(rows[0], seconds_100=0.5, meets_bar=True), dict(rows[1], seconds_100=0.2, meets_bar=True),
+            dict(rows[2], seconds_100=0.1, meets_bar=False), dict(rows[3], seconds_100=0.3, meets_bar=True)]
+    monkeypatch.setattr(fewstep, "measure", lambda *a, **k: fake.pop(0))
+    r = fewstep.fewstep_sampling(quick=True, log=lambda *_: None, root=tmp_path)
+    assert (r["sample_100_fewstep_s"], r["sample_fewstep_sampler"], r["sample_fewstep_steps"]) == (0.2, "unipc", 8)
+
+
 def test_run_bench_keeps_its_signature():
     import inspect
 

@@ -360,3 +360,37 @@ def test_23_shows_the_guidance_grid_beside_the_context_mask_and_denoising_links_
     _ok(app)
     assert app.toggle(key="denoising.wrong").value is True            # a link reopens the comparison
     assert any("Dropping σ_t·z keeps only the posterior" in m.value for m in app.markdown)
+
+
+def test_the_few_steps_panel_sets_the_student_beside_its_teacher_with_measured_words(app, runs_root, tmp_path,
+                                                                                    monkeypatch):
+    """Denoising's few-steps panel on stand-ins for the shipped `fast` teacher and its distilled student: the
+    student's x̂₀ per step above the teacher's, the bend measured on the teacher's trajectory, and the trade read
+    from the two models' reports."""
+    import shutil
+
+    import ui.denoising_view as dv
+    import ui.resources as res
+    from engine.checkpoints import read_configs, write_json_atomic
+
+    shipped = tmp_path / "shipped"
+    for name in ("fast", "distilled"):
+        shutil.copytree(runs_root / "tiny", shipped / name)
+    config, _ = read_configs(shipped / "distilled")
+    config["recommended"].update(sampler="ddim", steps=4, guidance=0.0)
+    write_json_atomic(shipped / "distilled" / "config.json", config)
+    write_json_atomic(shipped / "distilled" / "report.json",
+                      {"accuracy": 0.973, "frechet_ratio_to_baseline": 2.41, "n_samples": 1000})
+    write_json_atomic(shipped / "fast" / "report.json",
+                      {"accuracy": 0.995, "frechet_ratio_to_baseline": 1.89, "n_samples": 1000})
+    monkeypatch.setattr(res, "SHIPPED_ROOT", shipped)
+    monkeypatch.setattr(dv, "DISTILLED", shipped / "distilled")
+    app.run()
+    app.switch_page("pages/denoising.py").run()
+    _ok(app)
+    text = " ".join(m.value for m in app.markdown)
+    assert "**Why few steps are hard.**" in text and "grey levels per pixel" in text
+    assert ("the student, DDIM-4 with one network call per step, reads 97.3% judge accuracy and 2.41× the real "
+            "Fréchet distance; its teacher at DDIM-25 with guidance, 99.5% and 1.89×") in text
+    shown = list(app.session_state["pins._on_screen"])              # every figure drawn, by its caption or title
+    assert any("x̂₀ at each of the student's 4 steps and its result (top)" in c for c in shown), shown

@@ -391,13 +391,14 @@ def speed_panel(ck, path: str, cfg: SampleConfig) -> None:
                                                          key="denoising.speedchart")
     side = row.container(width=figures.PAIR_WIDTH)
     side.dataframe(_speed_table(df), hide_index=True, column_config={
-        "sampler": st.column_config.TextColumn(width=70), "steps": st.column_config.NumberColumn(width=60),
-        "seconds": st.column_config.NumberColumn(format="%.2f", width=75),
-        "judge accuracy": st.column_config.NumberColumn(format="%.1f %%", width=110),
-        "judge confidence": st.column_config.NumberColumn(format="%.3f", width=120)})
+        "sampler": st.column_config.TextColumn(width=118), "steps": st.column_config.NumberColumn(width=50),
+        "seconds": st.column_config.NumberColumn(format="%.2f", width=66),
+        "judge accuracy": st.column_config.NumberColumn("judge acc.", format="%.1f %%", width=84),
+        "judge confidence": st.column_config.NumberColumn("confidence", format="%.3f", width=86)})
     slow, quick = df.loc[df["seconds"].idxmax()], df.loc[df["seconds"].idxmin()]
-    st.markdown(f"{slow['sampler'].upper()}-{slow['steps']} took **{slow['seconds']:.1f} s** for {n} digits, "
-                f"{slow['seconds'] / quick['seconds']:.0f}× {quick['sampler'].upper()}-{quick['steps']} "
+    st.markdown(f"{figures.sampler_label(slow['sampler'])}-{slow['steps']} took **{slow['seconds']:.1f} s** for {n} "
+                f"digits, {slow['seconds'] / quick['seconds']:.0f}× "
+                f"{figures.sampler_label(quick['sampler'])}-{quick['steps']} "
                 f"(**{quick['seconds']:.2f} s**); judge accuracy {slow.get('judge_accuracy', float('nan')):.0%} vs "
                 f"{quick.get('judge_accuracy', float('nan')):.0%}. {source}")
     fast = resources.SHIPPED_ROOT / "fast"
@@ -419,9 +420,57 @@ def _speed_table(df):
     """The speed measurements as a table that fits a 450-px column: sampler, steps, seconds, judge accuracy in %
     and confidence (each row measured on the same number of digits, said in the chart's x axis title)."""
     out = df[["sampler", "steps", "seconds"]].copy()
-    out["sampler"] = out["sampler"].str.upper()
+    out["sampler"] = out["sampler"].map(figures.sampler_label)
     if "judge_accuracy" in df:
         out["judge accuracy"] = 100 * df["judge_accuracy"]
     if "judge_confidence" in df:
         out["judge confidence"] = df["judge_confidence"]
     return out
+
+
+DISTILLED = resources.SHIPPED_ROOT / "distilled"
+
+
+def few_steps_panel(digit: int, seed: int) -> None:
+    """Why few steps are hard, on the shipped `fast` model and its distilled student: the teacher's DDIM-25
+    x̂₀ along the way beside the student's few steps from the same starting noise, and what each answer to
+    "fewer steps" costs, read from the stored measurements (the speed chart above, the models' reports)."""
+    teacher_path = resources.SHIPPED_ROOT / "fast"
+    if not (DISTILLED / "weights.safetensors").exists() or not (teacher_path / "weights.safetensors").exists():
+        st.caption("No distilled student is shipped (`python -m engine distill`, see README): this panel compares "
+                   "it with its teacher when there is one.")
+        return
+    student, teacher = resources.load_model(str(DISTILLED)), resources.load_model(str(teacher_path))
+    s_cfg = student.recommended
+    t_cfg = teacher.recommended.replace(sampler="ddim", steps=25)
+    s_tr = cached_trajectory(str(DISTILLED), student.sha256, digit, seed, s_cfg.to_dict())
+    t_tr = cached_trajectory(str(teacher_path), teacher.sha256, digit, seed, t_cfg.to_dict())
+    k = len(s_tr["t"]) - 1
+    # the teacher's frames at the student's timesteps (the student's grid is a sub-grid of DDIM's for 25 steps
+    # only when it divides it; else the nearest teacher frame at or after each student t)
+    picks = [min(range(len(t_tr["t"])), key=lambda j: (t_tr["t"][j] < t, abs(t_tr["t"][j] - t))) for t in s_tr["t"]]
+    row = st.container(horizontal=True)
+    pins.image(row.container(width=figures.PAIR_WIDTH), widgets.mosaic(np.stack([*s_tr["x0"], *t_tr["x0"][picks]]),
+                                                                       cols=k + 1, scale=3),
+               output_format="PNG", caption=f"x̂₀ at each of the student's {k} steps and its result (top); the "
+                                            f"teacher's DDIM-25 x̂₀ at the same t (bottom), digit {digit}, seed {seed}")
+    change = [float(np.abs(t_tr["x0"][j + 1].astype(float) - t_tr["x0"][j].astype(float)).mean())
+              for j in range(len(t_tr["x0"]) - 1)]
+    first, rest = sum(change[: len(change) // 5]), sum(change[len(change) // 5:])
+    s_rep, t_rep = resources.model_report(DISTILLED), resources.model_report(teacher_path)
+    side = row.container(width=figures.PAIR_WIDTH)
+    side.markdown(
+        f"**Why few steps are hard.** A DDIM step moves x_t straight toward the current x̂₀, but x̂₀ keeps changing "
+        f"as t falls: along the teacher's 25 steps it changed by {first:.0f} grey levels per pixel (summed) in the "
+        f"first fifth of the steps and {rest:.0f} in the other four fifths. The path from noise to digit bends, "
+        "and a few long straight steps cut the bend. DPM-Solver++(2M) extrapolates x̂₀'s trend from the previous "
+        "step (second order); UniPC also redoes each step once the next x̂₀ is known; a distilled student is "
+        "trained so that one of its steps lands where two of its teacher's land, so it learns the bend.")
+    if s_rep.get("accuracy") is not None and t_rep.get("accuracy") is not None:
+        side.markdown(
+            f"**What distillation traded** (the models' evaluations, {s_rep.get('n_samples', 1000):,} digits each): "
+            f"the student, {s_cfg.sampler.upper()}-{s_cfg.steps} with one network call per step, reads "
+            f"{s_rep['accuracy']:.1%} judge accuracy and {s_rep.get('frechet_ratio_to_baseline', float('nan')):.2f}× "
+            f"the real Fréchet distance; its teacher at DDIM-25 with guidance, {t_rep['accuracy']:.1%} and "
+            f"{t_rep.get('frechet_ratio_to_baseline', float('nan')):.2f}×. Its guidance is baked in: w is fixed "
+            "at the teacher's, and the student cannot be steered with it.")

@@ -321,6 +321,14 @@ def loss_vs_accuracy_figure(labels: list[str], losses: list[float], accuracies: 
                                                            tickformat=".0%")))
 
 
+SAMPLER_LABELS = {"ddim": "DDIM", "ddpm": "DDPM", "dpmpp-2m": "DPM-Solver++(2M)", "unipc": "UniPC"}
+
+
+def sampler_label(name: str) -> str:
+    """A registered sampler's name as the pages print it."""
+    return SAMPLER_LABELS.get(name, name.upper())
+
+
 def speed_quality_figure(rows: list[dict]) -> go.Figure:
     """Judge accuracy against seconds (log x) per sampler, one point per step count labelled with it; rows: dicts
     with sampler, steps, seconds, n and judge_accuracy (as engine precompute's sampler_speed measures them)."""
@@ -330,8 +338,8 @@ def speed_quality_figure(rows: list[dict]) -> go.Figure:
         traces.append(go.Scatter(x=[r["seconds"] for r in rs], y=[r.get("judge_accuracy") for r in rs],
                                  mode="lines+markers+text", text=[str(r["steps"]) for r in rs],
                                  textposition="top center", cliponaxis=False, textfont=dict(size=11),
-                                 name=f"{name.upper()} (label: steps)",
-                                 hovertext=[f"{name.upper()}-{r['steps']}: {r['seconds']:.2f} s" for r in rs],
+                                 name=f"{sampler_label(name)} (label: steps)",
+                                 hovertext=[f"{sampler_label(name)}-{r['steps']}: {r['seconds']:.2f} s" for r in rs],
                                  hoverinfo="text+y"))
     n = rows[0]["n"] if rows else 0
     xaxis = _log_axis(dict(title=f"seconds for {n} digits (log scale)"), [r["seconds"] for r in rows])

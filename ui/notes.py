@@ -260,10 +260,13 @@ def note_5_2() -> str:
            if "quantile" in m else "")
     if not rows:
         return MISSING + mem
+    from .figures import sampler_label
+
     slow = max(rows, key=lambda r: r["seconds"])
     quick = min(rows, key=lambda r: r["seconds"])
-    return (f"Sampling cost grows with the number of network calls: {slow['sampler'].upper()}-{slow['steps']} took "
-            f"**{slow['seconds']:.1f} s** for {slow['n']} digits and {quick['sampler'].upper()}-{quick['steps']} "
+    return (f"Sampling cost grows with the number of network calls: {sampler_label(slow['sampler'])}-{slow['steps']} "
+            f"took **{slow['seconds']:.1f} s** for {slow['n']} digits and "
+            f"{sampler_label(quick['sampler'])}-{quick['steps']} "
             f"**{quick['seconds']:.2f} s** (speed chart on the Denoising page, measured on this project's CPU), at "
             f"judge accuracy {pct(slow.get('judge_accuracy'))} vs {pct(quick.get('judge_accuracy'))}." + mem
             + " Only 28×28 grey digits, 4,000 training images. Misconception: without labelled data the model "
