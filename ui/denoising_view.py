@@ -390,7 +390,8 @@ def speed_panel(ck, path: str, cfg: SampleConfig) -> None:
     pins.chart(row.container(width=figures.PAIR_WIDTH), figures.speed_quality_figure(rows),
                                                          key="denoising.speedchart")
     side = row.container(width=figures.PAIR_WIDTH)
-    side.dataframe(_speed_table(df), hide_index=True, column_config={
+    side.dataframe(_speed_table(df), hide_index=True, height=35 * (len(df) + 1) + 3,    # every row, no scrolling
+                   column_config={
         "sampler": st.column_config.TextColumn(width=118), "steps": st.column_config.NumberColumn(width=50),
         "seconds": st.column_config.NumberColumn(format="%.2f", width=66),
         "judge accuracy": st.column_config.NumberColumn("judge acc.", format="%.1f %%", width=84),
