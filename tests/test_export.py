@@ -81,8 +81,11 @@ def test_precompute_evidence_stores_each_panel_under_the_parameters_the_pages_as
     assert len(grid["images"]) == 4 and len(grid["images"][0]) == 10 and len(grid["accuracy"][0]) == 10
     speed = evidence.lookup(run_folder, "sampler_speed", **evidence_params("sampler_speed", ck))["result"]
     T = ck.schedule_config.T
+    solvers = [(name, s) for name in ("dpmpp-2m", "unipc") for s in (5, 8, 10, 15, 25)]
     assert T == 50 and [(r["sampler"], r["steps"]) for r in speed] == [
-        ("ddim", 5), ("ddim", 10), ("ddim", 25), ("ddim", 50), ("ddpm", 50)]          # DDPM-T once, not twice
+        ("ddim", 5), ("ddim", 10), ("ddim", 25), ("ddim", 50), *solvers, ("ddpm", 50)]   # DDPM-T once, not twice
+    assert evidence_params("sampler_speed", ck)["configs"] == [f"{s}-{n}" for s, n in
+                                                               [(r["sampler"], r["steps"]) for r in speed]]
     # another guidance weight is another measurement: not found until measured
     other = evidence_params("sampler_speed", ck, config=ck.recommended.replace(guidance=3.0))
     assert evidence.lookup(run_folder, "sampler_speed", **other) is None

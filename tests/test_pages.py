@@ -113,8 +113,8 @@ def test_training_page_starts_a_tiny_run_and_progress_appears(app, runs_root):
     app.run()
     app.switch_page("pages/training.py").run()
     _ok(app)
-    app.selectbox(key="training.preset").set_value("tiny")
-    app.text_input(key="training.name").set_value("apptest-run")
+    app.selectbox(key="training.preset").set_value("tiny").run()      # outside the form: reruns at once, as in a
+    app.text_input(key="training.name").set_value("apptest-run")      # browser, setting the preset's steps
     app.number_input(key="training.steps").set_value(3)
     app.button[0].click().run()         # the form's submit button
     _ok(app)

@@ -24,7 +24,7 @@ def test_the_docstring_parameter_counts_are_the_models():
 
 
 def test_unknown_preset_names_the_choices():
-    with pytest.raises(ConfigError, match="unknown preset 'huge'; choose one of tiny, default"):
+    with pytest.raises(ConfigError, match="unknown preset 'huge'; choose one of live, tiny, default"):
         get_preset("huge")
 
 

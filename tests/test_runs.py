@@ -118,14 +118,15 @@ def test_a_report_of_an_older_step_does_not_stand_for_the_checkpoint(tmp_path):
 
 def test_the_shipped_models_are_listed_with_their_reports():
     rows = {r["name"]: r for r in list_shipped(DEFAULT_SHIPPED_ROOT)}
-    assert {"default", "fast", "deep", "no-skip", "no-time", "plain-cnn"} <= set(rows)
+    assert {"default", "fast", "distilled", "deep", "no-skip", "no-time", "plain-cnn"} <= set(rows)
     for name, r in rows.items():
         assert "error" not in r, (name, r.get("error"))
         report = json.loads((Path(r["path"]) / "report.json").read_text())
         assert r["judge_accuracy"] == report["accuracy"]
         assert r["frechet_ratio"] == report["frechet_ratio_to_baseline"]
         losses = [x["loss"] for x in read_metrics(Path(r["path"]) / "metrics.jsonl") if "loss" in x]
-        assert r["final_loss"] == round(sum(losses[-10:]) / 10, 4)
+        # a distilled student ships without a training log: its loss is against a teacher, not comparable
+        assert r["final_loss"] == (round(sum(losses[-10:]) / 10, 4) if losses else None), name
     assert rows["fast"]["mflop_per_image"] < rows["default"]["mflop_per_image"] < rows["deep"]["mflop_per_image"]
     assert rows["default"]["T"] == 1000
 

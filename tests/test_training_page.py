@@ -179,7 +179,7 @@ def test_missing_evidence_says_not_measured_and_a_broken_folder_shows_its_error(
 
 def test_a_run_started_in_the_session_appears_above_the_shipped_history(app):
     _open(app)
-    app.selectbox(key="training.preset").set_value("tiny")
+    app.selectbox(key="training.preset").set_value("tiny").run()         # outside the form: reruns at once
     app.text_input(key="training.name").set_value("takeover")
     app.number_input(key="training.steps").set_value(3)
     app.button[0].click().run()
@@ -205,7 +205,7 @@ def test_the_form_refuses_a_model_over_the_size_cap_before_starting(app):
     import ui.resources as res
 
     _open(app)
-    app.selectbox(key="training.preset").set_value("tiny")
+    app.selectbox(key="training.preset").set_value("tiny").run()
     next(n for n in app.number_input if n.label.startswith("Width")).set_value(512)
     next(n for n in app.number_input if n.label.startswith("Depth")).set_value(8)
     app.button[0].click().run()
@@ -219,9 +219,9 @@ def test_the_default_run_name_and_steps_follow_the_preset_and_a_typed_name_stays
     from engine.presets import PRESETS
 
     _open(app)
-    name = app.text_input(key="training.name").value
-    assert name.startswith("tiny-") and app.number_input(key="training.steps").value == PRESETS["tiny"].train.steps
-    stamp = name.removeprefix("tiny-")
+    name = app.text_input(key="training.name").value            # the first preset, the in-class demo's
+    assert name.startswith("live-") and app.number_input(key="training.steps").value == PRESETS["live"].train.steps
+    stamp = name.removeprefix("live-")
     app.selectbox(key="training.preset").set_value("deep").run()
     assert not app.exception and not app.warning, [w.value for w in app.warning]   # no default-vs-state warning
     assert app.text_input(key="training.name").value == f"deep-{stamp}"
