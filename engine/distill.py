@@ -348,7 +348,7 @@ def distill_round(schedule: NoiseSchedule, teacher_eps: EpsFn, student: nn.Modul
     """
     from .data import BatchSampler, Split
     from .training.run import step_seed
-    from .training.step import EMA, lr_at, make_optimizer
+    from .training.step import EMA, lr_at, make_optimizer, optimise
 
     tc = _lr_config(settings)
     student.train()
@@ -384,12 +384,7 @@ def distill_round(schedule: NoiseSchedule, teacher_eps: EpsFn, student: nn.Modul
             raise NonFiniteLoss(f"the distillation loss became {loss.item()} in round {round_index} at iteration "
                                 f"{it}: try a lower --lr than {settings.lr:g}")
         lr = lr_at(it, tc)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(student.parameters(), settings.grad_clip if settings.grad_clip > 0 else float("inf"))
-        optimizer.step()
+        optimise(student, optimizer, loss, lr, settings.grad_clip)
         if ema is not None:
             ema.update(student)
         seconds += time.perf_counter() - t0

@@ -103,6 +103,19 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return out
 
 
+def optimise(model: nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor, lr: float,
+             grad_clip: float) -> float:
+    """One optimiser step on `loss` at learning rate `lr`, gradients clipped to norm `grad_clip` (0: not clipped);
+    returns the gradient norm before clipping. The training step and distillation both step through here."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = float(nn.utils.clip_grad_norm_(model.parameters(), grad_clip if grad_clip > 0 else float("inf")))
+    optimizer.step()
+    return grad_norm
+
+
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, schedule: NoiseSchedule,
                x0: torch.Tensor, labels: torch.Tensor, cfg: TrainConfig, step: int,
                generator: torch.Generator, ema: EMA | None = None, style: torch.Tensor | None = None) -> StepResult:
@@ -131,13 +144,7 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, schedule: Noi
             f"for this model; try {cfg.lr / 10:g} (the CLI: `train --resume --lr {cfg.lr / 10:g}`; the Training page: "
             f"a new run with that learning rate)")
     lr = lr_at(step, cfg)
-    for group in optimizer.param_groups:
-        group["lr"] = lr
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    max_norm = cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
-    grad_norm = float(nn.utils.clip_grad_norm_(model.parameters(), max_norm))
-    optimizer.step()
+    grad_norm = optimise(model, optimizer, loss, lr, cfg.grad_clip)
     if ema is not None:
         ema.update(model)
     return StepResult(float(loss.detach()), lr, grad_norm, t.detach().cpu(), per_image.detach().cpu())
