@@ -2,7 +2,7 @@
 import streamlit as st
 
 from engine.training import list_runs
-from ui import architecture_view as view, denoising_view, resources, state
+from ui import architecture_view as view, denoising_view, resources, state, widgets
 
 import ui  # noqa: E402
 
@@ -24,7 +24,7 @@ st.subheader("The model you loaded, level by level (2.1, 2.2)")
 view.summary_panel(ck, path)
 
 c1, c2, c3 = st.columns(3)
-c1.number_input("digit", 0, 9, key=k("digit"))
+widgets.number_input(c1, "digit", 0, 9, key=k("digit"))
 c2.slider("t (true noise level)", 0, 999, key=k("t"))
 c3.slider("t told to the model", 0, 999, key=k("told"))
 state.sync(PAGE, PARAMS)

@@ -6,7 +6,7 @@ are computed on request. See ui/clip_view.py.
 import streamlit as st
 
 import ui  # noqa: E402
-from ui import clip_view as view, resources, state
+from ui import clip_view as view, resources, state, widgets
 
 ui.ensure_frame()
 
@@ -28,8 +28,8 @@ c1, c2, c3, c4 = st.columns(4)
 kind = c1.selectbox("CLIP model", CLIP_MODELS, key="clip.kind")
 w = c2.slider("guidance w", 0.0, 6.0, step=0.1, key="clip.w",
               help=f"applied while t/T ≥ {ck.recommended.guidance_interval[0]:g} (the model's recommended interval)")
-seed = c3.number_input("seed", 0, 99999, key="clip.seed")
-keep = c4.number_input("keep top k of 10", 1, 10, key="clip.keep")
+seed = widgets.number_input(c3, "seed", 0, 99999, key="clip.seed")
+keep = widgets.number_input(c4, "keep top k of 10", 1, 10, key="clip.keep")
 state.sync(PAGE, PARAMS)
 
 kind_used, cid, why = view.choose_clip(kind)

@@ -3,7 +3,7 @@ import streamlit as st
 
 from engine import samplers
 from engine.config import ConfigError, SampleConfig
-from ui import denoising_view as view, resources, roles, state
+from ui import denoising_view as view, resources, roles, state, widgets
 
 import ui  # noqa: E402
 
@@ -41,11 +41,11 @@ if st.session_state[k("steps")] > ck.schedule_config.T:      # a link made for a
 
 # Two rows of controls: seven in one row break their labels mid-word on a 1024-px projector
 c = st.columns(4)
-c[0].number_input("digit", 0, 9, key=k("digit"))
-c[1].number_input("seed", 0, 99999, key=k("seed"))
+widgets.number_input(c[0], "digit", 0, 9, key=k("digit"))
+widgets.number_input(c[1], "seed", 0, 99999, key=k("seed"))
 c[2].selectbox("sampler", samplers.names(), key=k("sampler"), format_func=str.upper,
                help="  \n".join(s.title for s in samplers.SAMPLERS.values()))
-c[3].number_input("steps", 1, ck.schedule_config.T, key=k("steps"))
+widgets.number_input(c[3], "steps", 1, ck.schedule_config.T, key=k("steps"))
 c = st.columns(3)
 c[0].slider("guidance w", 0.0, 10.0, step=0.1, key=k("w"), help="ε = (1 + w)·ε(x_t, y) − w·ε(x_t, ∅); w = 0: no guidance")
 c[1].slider("guide while t/T ≥", 0.0, 0.95, step=0.05, key=k("gfrom"),

@@ -27,7 +27,7 @@ left, right = st.columns([1, 2])
 with left:
     x0, caption = widgets.digit_source(PAGE)
     st.radio("Schedule", ["cosine", "linear"], horizontal=True, key=k("schedule"))
-    st.number_input("noise seed", 0, 9999, key=k("noise"))
+    widgets.number_input(st, "noise seed", 0, 9999, key=k("noise"))
 
 with right:
     forward_view.noise_panel(PAGE, PARAMS, x0, caption)    # a fragment: slider moves rerun only this panel

@@ -2,7 +2,7 @@
 import streamlit as st
 
 from engine import geometry as geo
-from ui import canvas, figures, geometry_view as view, state
+from ui import canvas, figures, geometry_view as view, state, widgets
 
 import ui  # noqa: E402
 
@@ -33,8 +33,8 @@ with top.container(width=340):
     objective = st.radio("Objective", list(view.OBJECTIVE_LABELS), format_func=view.OBJECTIVE_LABELS.get,
                          key=k("objective"))
     c1, c2 = st.columns(2)
-    steps = c1.number_input("training steps", 100, 8000, step=100, key=k("steps"))
-    seed = c2.number_input("seed", 0, 9999, key=k("seed"))
+    steps = widgets.number_input(c1, "training steps", 100, 8000, step=100, key=k("steps"))
+    seed = widgets.number_input(c2, "seed", 0, 9999, key=k("seed"))
     points = None
     if data == "points":
         png = canvas.draw_digit(k("canvas"))

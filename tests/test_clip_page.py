@@ -198,8 +198,8 @@ def test_clicking_a_tile_inspects_it(tmp_path_factory):
                 box = point.bounding_box()
                 page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
                 try:
-                    page.wait_for_function("() => document.body.innerText.includes('rank 5 of 10')",
-                                           timeout=20_000)
+                    page.wait_for_function("() => document.body.innerText.includes('rank 5 of 10')"
+                                           " && document.body.innerText.includes('digit 3, seed')", timeout=20_000)
                     break
                 except Exception:
                     if attempt == 2:

@@ -182,3 +182,27 @@ def test_upload_names_and_link_values_cannot_become_markdown():
     assert escape_md("a`b\n\nc") == "`a'b  c`"                           # cannot close the span or the paragraph
     assert escape_md(":material/home: $x$ <img src=x>") == "`:material/home: $x$ <img src=x>`"
     assert escape_md("") == "(empty)" and escape_md("x" * 50, 10) == "`" + "x" * 10 + "…`"
+
+
+def test_a_keyed_number_input_defaults_to_the_value_the_session_holds(monkeypatch):
+    """Streamlit's number input can fall back to its default in a rerun race (streamlit#9056); ours default to
+    the session's own value (clamped to the range), so the fallback shows what the session holds, not the minimum."""
+    import streamlit as st
+
+    from ui import widgets
+
+    calls = []
+
+    class Where:
+        def number_input(self, label, lo, hi, **kwargs):
+            calls.append(kwargs)
+            return kwargs.get("value", lo)
+
+    held = {"denoising.digit": 7, "clip.seed": 123_456, "apps.seed": None}
+    monkeypatch.setattr(st, "session_state", held)
+    assert widgets.number_input(Where(), "digit", 0, 9, key="denoising.digit") == 7
+    assert widgets.number_input(Where(), "seed", 0, 99_999, key="clip.seed") == 99_999       # clamped
+    assert widgets.number_input(Where(), "seed", 0, 9, key="apps.seed") == 0                 # nothing held
+    assert widgets.number_input(Where(), "seed", 0, 9, key="nowhere", step=1) == 0
+    assert [c.get("value") for c in calls] == [7, 99_999, None, None]
+    assert all(c["key"] for c in calls) and calls[-1]["step"] == 1

@@ -103,10 +103,10 @@ def run(path: str, name: str, x: torch.Tensor | None, cfg: SampleConfig, **param
 def inpainting_tab(path: str, x: torch.Tensor, cfg: SampleConfig) -> None:
     c1, c2, c3, c4 = st.columns(4)
     kind = c1.selectbox("mask", MASKS, key="apps.mask")
-    label = c2.number_input("fill as digit", 0, 9, key="apps.inpaint_label")
-    resample = c3.number_input("RePaint resampling", 1, 4, key="apps.resample",
+    label = widgets.number_input(c2, "fill as digit", 0, 9, key="apps.inpaint_label")
+    resample = widgets.number_input(c3, "RePaint resampling", 1, 4, key="apps.resample",
                                help="repeat each step, re-noising in between: better harmony, proportionally slower")
-    seed = c4.number_input("seed", 0, 9999, key="apps.inpaint_seed")
+    seed = widgets.number_input(c4, "seed", 0, 9999, key="apps.inpaint_seed")
     drawn = None
     if kind == "draw it":
         from .canvas import draw_digit
@@ -128,10 +128,10 @@ def inpainting_tab(path: str, x: torch.Tensor, cfg: SampleConfig) -> None:
 
 def editing_tab(path: str, x: torch.Tensor, cfg: SampleConfig) -> None:
     c1, c2, c3 = st.columns(3)
-    label = c1.number_input("turn it into digit", 0, 9, key="apps.edit_label")
+    label = widgets.number_input(c1, "turn it into digit", 0, 9, key="apps.edit_label")
     strength = c2.slider("strength", 0.0, 1.0, step=0.05, key="apps.strength",
                          help="0 = unchanged; 1 = a new digit that ignores the input")
-    seed = c3.number_input("seed", 0, 9999, key="apps.edit_seed")
+    seed = widgets.number_input(c3, "seed", 0, 9999, key="apps.edit_seed")
     out, dt = run(path, "sdedit", x, cfg, label=int(label), strength=float(strength), seed=int(seed))
     strip = [run(path, "sdedit", x, cfg, label=int(label), strength=f, seed=int(seed))[0]
              for f in (0.2, 0.4, 0.6, 0.8)] if st.toggle("show the strength strip", key="apps.strip") else []
@@ -146,8 +146,8 @@ def editing_tab(path: str, x: torch.Tensor, cfg: SampleConfig) -> None:
 def upscaling_tab(path: str, x: torch.Tensor, cfg: SampleConfig) -> None:
     c1, c2, c3 = st.columns(3)
     size = c1.selectbox("low-resolution input", SIZES, key="apps.size")
-    label = c2.number_input("digit", 0, 9, key="apps.up_label")
-    seed = c3.number_input("seed", 0, 9999, key="apps.up_seed")
+    label = widgets.number_input(c2, "digit", 0, 9, key="apps.up_label")
+    seed = widgets.number_input(c3, "seed", 0, 9999, key="apps.up_seed")
     factor = 4 if size == "7x7" else 2
     low = apps.downsample(x, factor)
     out, dt = run(path, "upscale", x, cfg, factor=factor, label=int(label), seed=int(seed))
@@ -161,9 +161,9 @@ def upscaling_tab(path: str, x: torch.Tensor, cfg: SampleConfig) -> None:
 
 def interpolation_tab(path: str, cfg: SampleConfig) -> None:
     c1, c2, c3 = st.columns(3)
-    a = c1.number_input("from digit", 0, 9, key="apps.from")
-    b = c2.number_input("to digit", 0, 9, key="apps.to")
-    seed = c3.number_input("seed", 0, 9999, key="apps.interp_seed")
+    a = widgets.number_input(c1, "from digit", 0, 9, key="apps.from")
+    b = widgets.number_input(c2, "to digit", 0, 9, key="apps.to")
+    seed = widgets.number_input(c3, "seed", 0, 9999, key="apps.interp_seed")
     c = cfg.replace(sampler="ddim", eta=0.0)
     classes, _ = run(path, "classes", None, c, a=int(a), b=int(b), seed=int(seed))
     seeds, _ = run(path, "seeds", None, c, a=int(a), seed=int(seed))
@@ -176,7 +176,7 @@ def interpolation_tab(path: str, cfg: SampleConfig) -> None:
 def limits_tab(path: str, x: torch.Tensor, cfg: SampleConfig) -> None:
     c1, c2 = st.columns(2)
     strength = c1.slider("editing strength for the odd inputs", 0.1, 1.0, step=0.05, key="apps.ood_strength")
-    target = int(c2.number_input("edit them towards digit", 0, 9, key="apps.ood_target"))
+    target = int(widgets.number_input(c2, "edit them towards digit", 0, 9, key="apps.ood_target"))
     rows = []
     judge = resources.get_judge()
     for name, img in apps.out_of_distribution_inputs(x).items():
@@ -227,8 +227,8 @@ def style_tab(cfg: SampleConfig) -> None:
                 "Training page) and export it to checkpoints/style.")
         return
     c1, c2 = st.columns(2)
-    digit = c1.number_input("digit", 0, 9, key="apps.style_digit")
-    seed = c2.number_input("seed", 0, 9999, key="apps.style_seed")
+    digit = widgets.number_input(c1, "digit", 0, 9, key="apps.style_digit")
+    seed = widgets.number_input(c2, "seed", 0, 9999, key="apps.style_seed")
     ck = resources.load_model(str(STYLE_PATH))
     imgs, measured = _style_grid(str(STYLE_PATH), ck.sha256, int(digit), int(seed), cfg.to_dict())
     cols = st.columns(len(SLANT))

@@ -311,8 +311,8 @@ def ranked_grid(batch: dict, keep: int) -> pd.DataFrame:
 
 def inspect_one(batch: dict, df: pd.DataFrame) -> None:
     c1, c2 = st.columns(2)
-    digit = c1.number_input("class", 0, 9, key="clip.pick_class")
-    rank = c2.number_input("rank (1 = best)", 1, PER_CLASS, key="clip.pick_rank")
+    digit = widgets.number_input(c1, "class", 0, 9, key="clip.pick_class")
+    rank = widgets.number_input(c2, "rank (1 = best)", 1, PER_CLASS, key="clip.pick_rank")
     rows = df[(df["class"] == digit) & (df["rank"] == rank)]
     if rows.empty:
         st.info(f"This batch has no digit {digit} at rank {rank}.")

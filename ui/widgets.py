@@ -40,6 +40,17 @@ def mosaic(images: np.ndarray, cols: int, scale: int = 3, pad: int = 2) -> np.nd
     return np.kron(out, np.ones((scale, scale), dtype=np.uint8))
 
 
+def number_input(where, label: str, min_value, max_value, *, key: str, **kwargs):
+    """where.number_input(...) whose default is the value the session already holds for `key` (clamped to the
+    range). Streamlit's number input can fall back to its default during a rerun race (streamlit#9056: seen
+    here as a preset's digit 7 or a clicked tile's class shown as 0 while the page reran on the browser's
+    report of its workbook id); with the held value as the default, that fallback changes nothing. Streamlit
+    keeps using the session's value whenever it has one."""
+    if key in st.session_state and st.session_state[key] is not None:
+        kwargs["value"] = type(min_value)(min(max(st.session_state[key], min_value), max_value))
+    return where.number_input(label, min_value, max_value, key=key, **kwargs)
+
+
 def show(img: np.ndarray, caption: str | None = None, scale: int = 8, width: int | None = None) -> None:
     big = np.kron(img, np.ones((scale, scale), dtype=np.uint8)) if img.ndim == 2 else img
     pins.image(st, big, caption=caption, output_format="PNG", width=width or "content")
@@ -220,8 +231,8 @@ def digit_source(ns: str, default_digit: int = 3) -> tuple[torch.Tensor, str]:
         return pick_real_digit(default_digit, 0)
     c1, c2 = st.columns(2)
     st.session_state.setdefault(f"{ns}.digit", default_digit)
-    digit = c1.number_input("class", 0, 9, key=f"{ns}.digit")
-    idx = c2.number_input("example", 0, 99, key=f"{ns}.idx")
+    digit = number_input(c1, "class", 0, 9, key=f"{ns}.digit")
+    idx = number_input(c2, "example", 0, 99, key=f"{ns}.idx")
     return pick_real_digit(int(digit), int(idx))
 
 
