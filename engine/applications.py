@@ -73,7 +73,7 @@ def inpaint(model, schedule: NoiseSchedule, x_known: torch.Tensor, mask: torch.T
         t_prev = ts[i + 1] if i + 1 < len(ts) else -1
         for r in range(resample):
             with torch.inference_mode():
-                eps = guided_eps(model, x, t, labels, config.guidance_at(t, schedule.T))
+                eps = guided_eps(model, x, t, labels, config.guidance_at(t, schedule.T), schedule=schedule)
             step = ddpm(schedule, x, t, t_prev, eps, ddpm_config, own.draw() if t_prev >= 0 else None)
             x_prev = mask * _renoise(schedule, x_known, t_prev, known) + (1 - mask) * step.x_prev
             if r + 1 < resample and t_prev >= 0:      # jump back: x_t ~ q(x_t | x_{t_prev})  (RePaint sec. 4.2)

@@ -208,7 +208,7 @@ def clip_guided_eps(model, schedule, scorer: Scorer, labels: torch.Tensor, confi
     text = scorer.class_text_features()[labels]                                     # (B, D)
 
     def eps_fn(x_t: torch.Tensor, t: int) -> torch.Tensor:
-        eps = guided_eps(model, x_t, t, labels, config.guidance_at(t, schedule.T))
+        eps = guided_eps(model, x_t, t, labels, config.guidance_at(t, schedule.T), schedule=schedule)
         if scale == 0:
             return eps
         with torch.inference_mode(False), torch.enable_grad():

@@ -122,7 +122,9 @@ class ModelConfig(_Serialisable):
 class ScheduleConfig(_Serialisable):
     """The forward-process noise schedule.
 
-    kind: "linear" (Ho et al. 2020) or "cosine" (Nichol & Dhariwal 2021, diffusers' squaredcos_cap_v2).
+    kind: "linear" (Ho et al. 2020) or "cosine" (Nichol & Dhariwal 2021, diffusers' squaredcos_cap_v2), both with a
+    noise-predicting network, or "flow": flow matching's linear path with a velocity-predicting network
+    (`train --objective flow`; schedule.py says how it fits the same maths).
     T: number of diffusion steps; timesteps are indexed t = 0 .. T-1 as in diffusers.
     """
 
@@ -132,7 +134,7 @@ class ScheduleConfig(_Serialisable):
     beta_end: float = 0.02
 
     def __post_init__(self) -> None:
-        _check_choice("schedule", self.kind, ("linear", "cosine"))
+        _check_choice("schedule", self.kind, ("linear", "cosine", "flow"))
         _check_range("T (diffusion steps)", self.T, 1, 10000, integer=True)
         _check_range("beta_start", self.beta_start, 1e-8, 0.5)
         _check_range("beta_end", self.beta_end, 1e-8, 0.999)

@@ -472,6 +472,9 @@ def distill(teacher_path: str | Path, out: str | Path, settings: DistillSettings
     out = Path(out)
     teacher_ck = ck.load_checkpoint(teacher_path, device)
     schedule = NoiseSchedule(teacher_ck.schedule_config)
+    if schedule.predicts_velocity:
+        raise ConfigError("the teacher is a flow-matching (velocity) model; distillation here is written for "
+                          "noise-predicting teachers (e.g. checkpoints/fast)")
     if settings.start_steps > schedule.T:
         raise ConfigError(f"--start-steps {settings.start_steps} is more than the teacher's T = {schedule.T}")
     grids = [round_grid(schedule, s) for _, s in settings.round_steps()]     # every round checked before any work

@@ -51,7 +51,7 @@ def told_t_prediction(model: torch.nn.Module, schedule: NoiseSchedule, x0: torch
     y = torch.tensor([label])
     out = {"x_t": x_t}
     for name, t in (("right", t_true), ("wrong", t_told)):
-        eps = model(x_t, torch.tensor([t]), y)
+        eps = schedule.eps_from_output(x_t, torch.tensor([t]), model(x_t, torch.tensor([t]), y))
         # x0 from eps must use the true noise level: the point is what the network *predicts*
         x0_pred = schedule.predict_x0_from_eps(x_t, torch.tensor([t_true]), eps).clamp(-1, 1)
         out[name] = x0_pred

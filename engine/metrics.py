@@ -231,8 +231,8 @@ def loss_by_noise_level(model, schedule, images: torch.Tensor, labels: torch.Ten
             eps = torch.randn(x0.shape, generator=g)
             x_t = schedule.q_sample(x0, t, eps)
             budget.check()
-            pred = model(x_t.to(device), t.to(device), y.to(device)).cpu()
-            total += float(((pred - eps) ** 2).mean(dim=(1, 2, 3)).sum())
+            pred = schedule.eps_from_output(x_t, t, model(x_t.to(device), t.to(device), y.to(device)).cpu())
+            total += float(((pred - eps) ** 2).mean(dim=(1, 2, 3)).sum())           # eps-MSE, whatever it predicts
         out["mse"].append(round(total / len(images), 5))
         if progress is not None:
             progress(len(out["mse"]), buckets)

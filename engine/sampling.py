@@ -45,14 +45,15 @@ class SamplerStep:
 
 
 def guided_eps(model: torch.nn.Module, x_t: torch.Tensor, t: int, labels: torch.Tensor, guidance: float,
-               style: torch.Tensor | None = None) -> torch.Tensor:
-    """Noise prediction with classifier-free guidance; one forward of 2B images when guidance > 0."""
+               style: torch.Tensor | None = None, *, schedule: NoiseSchedule) -> torch.Tensor:
+    """Noise prediction with classifier-free guidance; one forward of 2B images when guidance > 0. The schedule
+    turns a velocity model's output into a noise prediction (guidance is linear, so guiding either is the same)."""
     budget.check()                                           # a learner's request stops when its time is spent
     B = x_t.shape[0]
     tt = torch.full((B,), t, dtype=torch.long, device=x_t.device)
     cfg = model.cfg                                          # every denoiser here carries its ModelConfig
     if guidance == 0 or not (cfg.class_embedding or cfg.style_dim > 0):
-        return model(x_t, tt, labels, style)
+        return schedule.eps_from_output(x_t, t, model(x_t, tt, labels, style))
     if labels.dim() == 2:                                    # soft labels: the null is one-hot on the null index
         null = torch.zeros_like(labels)
         null[:, cfg.null_class] = 1.0
@@ -63,7 +64,7 @@ def guided_eps(model: torch.nn.Module, x_t: torch.Tensor, t: int, labels: torch.
         style2 = torch.cat([style, torch.full_like(style, float("nan"))])
     eps = model(torch.cat([x_t, x_t]), torch.cat([tt, tt]), torch.cat([labels, null]), style2)   # (2B, C, H, W)
     eps_cond, eps_uncond = eps[:B], eps[B:]
-    return (1 + guidance) * eps_cond - guidance * eps_uncond
+    return schedule.eps_from_output(x_t, t, (1 + guidance) * eps_cond - guidance * eps_uncond)
 
 
 class ImageNoise:
@@ -143,10 +144,15 @@ def sample_progressive(model: torch.nn.Module, schedule: NoiseSchedule, labels: 
     memory: dict = {}
     if style is not None:
         style = style.to(device)
+
+    def eps_at(x_t: torch.Tensor, t: int) -> torch.Tensor:
+        return (eps_fn(x_t, t) if eps_fn is not None
+                else guided_eps(model, x_t, t, labels, cfg.guidance_at(t, schedule.T), style, schedule=schedule))
+
+    memory["eps_at"] = eps_at                  # a second network call within a step (Heun)
     for i, t in enumerate(ts):
         t_prev = ts[i + 1] if i + 1 < len(ts) else -1
-        eps = (eps_fn(x, t) if eps_fn is not None
-               else guided_eps(model, x, t, labels, cfg.guidance_at(t, schedule.T), style))
+        eps = eps_at(x, t)
         noise = noise_source.draw() if stochastic and t_prev >= 0 else None
         out = sampler.step(schedule, x, t, t_prev, eps, cfg, noise, memory)
         x_prev = out.x_prev if post_step is None else post_step(t_prev, out.x_prev)

@@ -7,6 +7,13 @@ Notation (Ho et al. 2020, "Denoising Diffusion Probabilistic Models"):
     q(x_t | x_0)  = N(sqrt(alpha_bar_t) x_0, (1 - alpha_bar_t) I)                       (eq. 4)
     SNR(t)        = alpha_bar_t / (1 - alpha_bar_t)
 
+The "flow" kind is flow matching's linear path x = (1 - s) x0 + s eps (Lipman et al. 2023; Liu et al. 2022,
+"rectified flow") with s_t = (t + 1) / T. Every such path is a rescaling of a variance-preserving one:
+x / sqrt((1 - s)^2 + s^2) has alpha_bar = (1 - s)^2 / ((1 - s)^2 + s^2), so a flow model's state is kept in
+those units (its network sees unit-variance inputs, the "c_in" preconditioning of Karras et al. 2022) and every
+formula below holds for it unchanged. What differs is the network's output: a velocity v = eps - x0, turned
+into a noise prediction by `eps_from_output`, and trained towards by `training_target`.
+
 All tables are float64 for exactness and converted to the caller's dtype/device on use.
 """
 from __future__ import annotations
@@ -32,6 +39,16 @@ def cosine_betas(T: int, s: float = 0.008, max_beta: float = 0.999) -> torch.Ten
     return torch.tensor(betas, dtype=torch.float64)
 
 
+FLOW_S_MAX = 1 - 1e-4      # the flow path's last level: s = 1 would be alpha_bar = 0, where x0 = (x - ...) / 0
+
+
+def flow_alpha_bar(T: int) -> torch.Tensor:
+    """alpha_bar of the linear path x = (1 - s) x0 + s eps at s_t = (t + 1) / T (the last capped at FLOW_S_MAX),
+    as the variance-preserving schedule it rescales to: (1 - s)^2 / ((1 - s)^2 + s^2)."""
+    s = (torch.arange(1, T + 1, dtype=torch.float64) / T).clamp(max=FLOW_S_MAX)
+    return (1 - s) ** 2 / ((1 - s) ** 2 + s ** 2)
+
+
 class NoiseSchedule:
     """Precomputed tables of one schedule plus the closed-form maths that uses them.
 
@@ -43,6 +60,9 @@ class NoiseSchedule:
         c = self.config
         if c.kind == "linear":
             self.betas = linear_betas(c.T, c.beta_start, c.beta_end)
+        elif c.kind == "flow":
+            ab = flow_alpha_bar(c.T)
+            self.betas = 1 - ab / torch.cat([torch.ones(1, dtype=torch.float64), ab[:-1]])
         else:
             self.betas = cosine_betas(c.T)
         self.T = c.T
@@ -94,6 +114,34 @@ class NoiseSchedule:
 
     # alias with the diffusers name, so code and tests read naturally against DDPMScheduler.add_noise
     add_noise = q_sample
+
+    # -- what the network predicts -----------------------------------------------------------------------------------
+    @property
+    def predicts_velocity(self) -> bool:
+        """True for the flow kind: its network outputs the velocity v = eps - x0 of the linear path."""
+        return self.config.kind == "flow"
+
+    def training_target(self, x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """What the network learns to output for x_t = q_sample(x0, t, noise): the noise (DDPM, Ho et al. 2020,
+        algorithm 1), or the velocity noise - x0 of the linear path (flow matching, Lipman et al. 2023, eq. 23)."""
+        return noise - x0 if self.predicts_velocity else noise
+
+    def flow_coordinates(self, t: int) -> tuple[float, float]:
+        """(k, s): where x_t sits on the linear path, k x_t = (1 - s) x0 + s eps. Any schedule has them
+        (k = 1 / (sqrt(alpha_bar) + sqrt(1 - alpha_bar)), s = k sqrt(1 - alpha_bar)); for the flow kind,
+        s = (t + 1) / T. t = -1, the clean image: (1, 0)."""
+        ab = self.alpha_bar_at(t)
+        k = 1.0 / (math.sqrt(ab) + math.sqrt(1 - ab))
+        return k, k * math.sqrt(1 - ab)
+
+    def eps_from_output(self, x_t: torch.Tensor, t: "int | torch.Tensor", out: torch.Tensor) -> torch.Tensor:
+        """The network's output as a noise prediction: the output itself for an eps-model; for a velocity model
+        eps = k x_t + (1 - s) v (the path's point plus what remains of the way to the noise)."""
+        if not self.predicts_velocity:
+            return out
+        ab = self._ab(t, x_t)
+        k = 1 / (ab.sqrt() + (1 - ab).sqrt())
+        return k * x_t + (1 - k * (1 - ab).sqrt()) * out
 
     # -- the reverse-process maths, once: every sampler, application and guidance method calls these ---------
     # t may be an int (one timestep for the whole batch, as samplers use it; t = -1 means "the clean image",

@@ -51,8 +51,8 @@ def test_bad_settings_and_corrupt_checkpoints_are_messages_not_tracebacks(tmp_pa
     npz = tmp_path / "s.npz"
     r = _engine("sample", "--checkpoint", str(checkpoint), "--out", str(npz), "--guidance-interval", "0.8", "0.2")
     assert r.returncode == 2 and "lo < hi" in r.stderr and "Traceback" not in r.stderr
-    r = _engine("sample", "--checkpoint", str(checkpoint), "--out", str(npz), "--sampler", "euler")
-    assert r.returncode == 2 and "invalid choice: 'euler'" in r.stderr
+    r = _engine("sample", "--checkpoint", str(checkpoint), "--out", str(npz), "--sampler", "lms")
+    assert r.returncode == 2 and "invalid choice: 'lms'" in r.stderr
     (checkpoint / "weights.safetensors").write_bytes(b"\x80\x04garbage")
     r = _engine("sample", "--checkpoint", str(checkpoint), "--out", str(npz))
     assert r.returncode == 2 and "never unpickles" in r.stderr and "Traceback" not in r.stderr

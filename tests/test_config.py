@@ -15,7 +15,7 @@ from engine.config import ConfigError, ModelConfig, SampleConfig, ScheduleConfig
     (lambda: ModelConfig(patch_size=2, channel_mults=(1, 2, 2)), "2x2 patches and halved 2 times"),
     (lambda: ModelConfig(patch_size=2, arch="cnn", attention=False), "for arch='unet' only"),
     (lambda: SampleConfig(guidance=25), "guidance weight must be between 0 and 10, got 25"),
-    (lambda: SampleConfig(sampler="euler"), "sampler must be one of ddim, ddpm"),
+    (lambda: SampleConfig(sampler="lms"), "sampler must be one of ddim, ddpm"),
     (lambda: ScheduleConfig(kind="sigmoid"), "schedule must be one of"),
     (lambda: ScheduleConfig(T=0), "T (diffusion steps)"),
     (lambda: TrainConfig(steps=1.5), "whole number"),

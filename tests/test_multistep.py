@@ -140,7 +140,7 @@ def test_multistep_solver_through_the_sampling_loop_with_guidance_and_its_interv
     with torch.no_grad():
         for t in ref.timesteps.tolist():
             w = 2.0 if t / s.T >= 0.5 else 0.0
-            x = ref.step(guided_eps(tiny_model, x, t, labels, w), t, x).prev_sample
+            x = ref.step(guided_eps(tiny_model, x, t, labels, w, schedule=s), t, x).prev_sample
     assert (steps[-1].x_prev - x).abs().max() < 1e-5
 
     final = sample(tiny_model, s, labels, cfg, seeds=seeds)
@@ -175,9 +175,9 @@ def test_multistep_terms_add_up_on_the_denoising_pages_trajectory(tiny_model, na
 
 def test_registry_derived_choices_take_the_multistep_solvers():
     """CLI choices, config validation (and its message), the cache key and the page list all read the registry."""
-    assert samplers.names() == ("ddim", "ddpm", "dpmpp-2m", "unipc")
-    with pytest.raises(ConfigError, match="ddim, ddpm, dpmpp-2m, unipc"):
-        SampleConfig(sampler="euler")
+    assert samplers.names() == ("ddim", "ddpm", "dpmpp-2m", "unipc", "euler", "heun")
+    with pytest.raises(ConfigError, match="ddim, ddpm, dpmpp-2m, unipc, euler, heun"):
+        SampleConfig(sampler="lms")
     parser = build_parser()
     for name in MULTISTEP:
         assert not samplers.get(name).needs_noise(SampleConfig(sampler=name, eta=1.0))

@@ -32,7 +32,9 @@ BATCH_CONFIGS = [SampleConfig(sampler="ddim", steps=5, guidance=1.0),
                  SampleConfig(sampler="ddpm", steps=50, guidance=1.0),
                  SampleConfig(sampler="ddpm", steps=10, guidance=0.0),
                  SampleConfig(sampler="dpmpp-2m", steps=5, guidance=1.0),
-                 SampleConfig(sampler="unipc", steps=5, guidance=1.0)]
+                 SampleConfig(sampler="unipc", steps=5, guidance=1.0),
+                 SampleConfig(sampler="euler", steps=5, guidance=1.0),
+                 SampleConfig(sampler="heun", steps=4, guidance=1.0)]
 
 
 def test_every_registered_sampler_is_covered_by_the_batch_test():
@@ -115,10 +117,10 @@ def test_guidance_zero_is_plain_conditional(tiny_model):
     x = torch.randn(2, 1, 28, 28)
     y = torch.tensor([4, 5])
     plain = tiny_model(x, torch.full((2,), 20), y)
-    assert torch.allclose(guided_eps(tiny_model, x, 20, y, 0.0), plain, atol=1e-6)
+    assert torch.allclose(guided_eps(tiny_model, x, 20, y, 0.0, schedule=s), plain, atol=1e-6)
     w = 2.0
     uncond = tiny_model(x, torch.full((2,), 20), torch.full((2,), 10))
-    assert torch.allclose(guided_eps(tiny_model, x, 20, y, w), (1 + w) * plain - w * uncond, atol=1e-5)
+    assert torch.allclose(guided_eps(tiny_model, x, 20, y, w, schedule=s), (1 + w) * plain - w * uncond, atol=1e-5)
     cfg0 = SampleConfig(steps=5, guidance=0.0)
     assert not torch.allclose(sample(tiny_model, s, y, cfg0, seeds=[1, 2]),
                               sample(tiny_model, s, y, cfg0.replace(guidance=3.0), seeds=[1, 2]))
@@ -153,7 +155,7 @@ def test_guidance_interval_guides_only_inside_it_with_one_forward_of_b_images_ou
     assert batches == [4 if t / s.T >= 0.5 else 2 for t in ts] and 2 in batches and 4 in batches
     # the same chain written out by hand: full guidance inside the interval, plain conditional outside
     by_hand = sample(tiny_model, s, y, cfg, seeds=[1, 2],
-                     eps_fn=lambda x, t: guided_eps(tiny_model, x, t, y, 2.0 if t / s.T >= 0.5 else 0.0))
+                     eps_fn=lambda x, t: guided_eps(tiny_model, x, t, y, 2.0 if t / s.T >= 0.5 else 0.0, schedule=s))
     assert torch.allclose(got, by_hand, atol=1e-6)
     every_step = sample(tiny_model, s, y, cfg.replace(guidance_interval=(0.0, 1.0)), seeds=[1, 2])
     assert not torch.allclose(got, every_step, atol=1e-3)

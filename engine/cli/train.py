@@ -21,7 +21,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 # holding these and nothing else
 RUN_FILES = frozenset({"weights.safetensors", "optimizer.safetensors", "config.json", "meta.json", "metrics.jsonl",
                        "snapshots", "report.json", "evidence", "precomputed"})
-FIXED_ON_RESUME = ("config", "preset", "seed", "dataset", "model_set", "init_from")
+FIXED_ON_RESUME = ("config", "preset", "objective", "seed", "dataset", "model_set", "init_from")
 
 
 def add_train(sub) -> None:
@@ -31,6 +31,10 @@ def add_train(sub) -> None:
     src = t.add_mutually_exclusive_group()
     src.add_argument("--preset", help="default (the default), " + ", ".join(p for p in PRESETS if p != "default"))
     src.add_argument("--config", help="JSON file with model/schedule/train/recommended sections")
+    t.add_argument("--objective", choices=("eps", "flow"),
+                   help="eps (the default): DDPM's noise prediction on the preset's schedule; flow: flow matching, "
+                        "the velocity noise - x0 on the linear path x = (1 - s) x0 + s noise (schedule kind 'flow'; "
+                        "sampled with euler or heun)")
     t.add_argument("--steps", type=int)
     t.add_argument("--batch-size", type=int, help="with --resume: the batch size from here on")
     t.add_argument("--lr", type=float, help="with --resume: the learning rate from here on (say after a NaN stop)")
@@ -186,7 +190,7 @@ def _resume_run(a: argparse.Namespace, device, out: Path):
 
 def _configs(a: argparse.Namespace):
     """(model, schedule, train, recommended) configs from --config or --preset, with the flags' overrides."""
-    from ..config import ModelConfig, SampleConfig, ScheduleConfig, TrainConfig
+    from ..config import ConfigError, ModelConfig, SampleConfig, ScheduleConfig, TrainConfig
     from ..presets import get_preset
 
     if a.config:
@@ -201,6 +205,10 @@ def _configs(a: argparse.Namespace):
     tc = tc.replace(**overrides)
     if a.model_set:
         mc = ModelConfig.from_dict({**mc.to_dict(), **_parse_sets(a.model_set)})
+    if a.objective == "flow" and sc.kind != "flow":
+        sc, rec = sc.replace(kind="flow"), rec.replace(sampler="euler")
+    elif a.objective == "eps" and sc.kind == "flow":
+        raise ConfigError("--objective eps with a 'flow' schedule: give the schedule kind cosine or linear")
     return mc, sc, tc, rec
 
 

@@ -31,7 +31,7 @@ class StepResult:
     lr: float                      # the learning rate this step used
     grad_norm: float               # the gradient's global norm before clipping
     t: torch.Tensor                # (B,) the timesteps drawn, for the loss-per-timestep chart
-    loss_per_image: torch.Tensor   # (B,) unweighted MSE of each image
+    loss_per_image: torch.Tensor   # (B,) unweighted MSE of each image (of eps, or of the velocity for a flow model)
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -78,9 +78,11 @@ def loss_weights(schedule: NoiseSchedule, t: torch.Tensor, gamma: float) -> torc
     """Min-SNR-gamma weights for epsilon-prediction, min(SNR, gamma) / SNR (Hang et al. 2023, eq. 10).
 
     Down-weights the low-noise timesteps (high SNR), whose eps-error is the largest (metrics.loss_by_noise_level)
-    and which otherwise dominate the gradient; gamma = 0 gives 1.
+    and which otherwise dominate the gradient; gamma = 0 gives 1, and so does a velocity model: flow matching's
+    loss is the plain velocity MSE at every level (Lipman et al. 2023), which already weighs the noise error
+    at level s by 1 / (1 - s)^2.
     """
-    if gamma <= 0:
+    if gamma <= 0 or schedule.predicts_velocity:           # flow matching weighs every level alike
         return torch.ones_like(t, dtype=torch.float32)
     snr = schedule.snr[t.cpu()].to(torch.float32).to(t.device)
     return torch.clamp(snr, max=gamma) / snr
@@ -119,7 +121,8 @@ def optimise(model: nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Ten
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, schedule: NoiseSchedule,
                x0: torch.Tensor, labels: torch.Tensor, cfg: TrainConfig, step: int,
                generator: torch.Generator, ema: EMA | None = None, style: torch.Tensor | None = None) -> StepResult:
-    """One optimisation step of the simplified DDPM objective (Ho et al. 2020, algorithm 1).
+    """One optimisation step of the simplified DDPM objective (Ho et al. 2020, algorithm 1), or of flow
+    matching for a "flow" schedule: the same x_t, the velocity noise - x0 as the target (schedule.training_target).
 
     x0: (B, 1, 28, 28) in [-1, 1]; labels: (B,) int64. Draws t ~ U{0..T-1}, eps ~ N(0, I) and the label
     dropout mask from `generator` (CPU), so a run is reproducible from its seed. Raises NonFiniteLoss.
@@ -135,8 +138,8 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, schedule: Noi
     if style is not None:
         style = torch.where(drop[:, None], torch.full_like(style, float("nan")), style)
     x_t = schedule.q_sample(x0, t, noise)
-    eps_pred = model(x_t, t, cond_labels, style)
-    per_image = ((eps_pred - noise) ** 2).mean(dim=(1, 2, 3))                                 # (B,)
+    pred = model(x_t, t, cond_labels, style)
+    per_image = ((pred - schedule.training_target(x0, noise)) ** 2).mean(dim=(1, 2, 3))       # (B,)
     loss = (per_image * loss_weights(schedule, t, cfg.min_snr_gamma)).mean()
     if not torch.isfinite(loss):
         raise NonFiniteLoss(
