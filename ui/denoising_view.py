@@ -289,7 +289,8 @@ def cached_eps(path: str, sha: str, digit: int, t: int, noise_seed: int) -> dict
     x_t = schedule.q_sample(x0, torch.tensor([t]), eps)
     device = next(ck.model.parameters()).device
     with torch.inference_mode():
-        eps_hat = guided_eps(ck.model, x_t.to(device), t, torch.tensor([digit], device=device), 0.0).cpu()
+        eps_hat = guided_eps(ck.model, x_t.to(device), t, torch.tensor([digit], device=device), 0.0,
+                             schedule=schedule).cpu()
     x0_hat = schedule.predict_x0_from_eps(x_t, t, eps_hat).clamp(-1, 1)
     to_grey = lambda e: ((e[0, 0].numpy() / 3 + 1) * 127.5).clip(0, 255).astype(np.uint8)   # noqa: E731  ±3 sd
     return {"x0": widgets.to_display(x0[0]), "x_t": widgets.to_display(x_t[0]), "eps": to_grey(eps),
