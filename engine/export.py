@@ -124,13 +124,16 @@ def grid_config(config):
     return config.replace(sampler="ddim", steps=min(10, config.steps), eta=0.0, guidance=0.0)
 
 
-def speed_configs(guidance: float, interval: tuple[float, float], T: int) -> list:
+def speed_configs(guidance: float, interval: tuple[float, float], T: int, velocity: bool = False) -> list:
     """DDIM at 5-50 steps, the multistep solvers (DPM-Solver++(2M), UniPC) at 5-25 and DDPM at 50, 250 and T
-    steps, at one guidance setting: the speed/quality chart."""
+    steps, at one guidance setting: the speed/quality chart. For a flow (velocity) model, DDIM's update goes by
+    its flow-matching name, Euler, and Heun joins at 3-13 steps (5-25 network calls)."""
     from .config import SampleConfig
 
     base = SampleConfig(guidance=guidance, guidance_interval=interval)
-    return ([base.replace(sampler="ddim", steps=s) for s in (5, 10, 25, 50) if s <= T]
+    first = ([base.replace(sampler="euler", steps=s) for s in (5, 10, 25, 50) if s <= T]
+             + [base.replace(sampler="heun", steps=s) for s in (3, 5, 8, 13) if s <= T]) if velocity else []
+    return ((first or [base.replace(sampler="ddim", steps=s) for s in (5, 10, 25, 50) if s <= T])
             + [base.replace(sampler=name, steps=s) for name in ("dpmpp-2m", "unipc") for s in (5, 8, 10, 15, 25)
                if s <= T]
             + [base.replace(sampler="ddpm", steps=s) for s in sorted({50, 250, T}) if s <= T])
@@ -168,7 +171,8 @@ def _panel_params(panel: str, ck=None, **extra) -> dict:
     if panel == "guidance_grid":
         return {"config": grid_config(cfg).to_dict(), "weights": list(GRID_WEIGHTS), "seeds": GRID_SEEDS}
     if panel == "sampler_speed":                # the configs measured are part of the key: a stored result
-        configs = speed_configs(cfg.guidance, tuple(cfg.guidance_interval), ck.schedule_config.T)   # lacking one
+        configs = speed_configs(cfg.guidance, tuple(cfg.guidance_interval), ck.schedule_config.T,    # lacking one
+                                ck.schedule_config.kind == "flow")
         return {"guidance": cfg.guidance, "interval": list(cfg.guidance_interval), "per_class": SPEED_PER_CLASS,
                 "configs": [f"{c.sampler}-{c.steps}" for c in configs]}                          # is not shown
     if panel == "class_samples":              # one digit per class at the recommended settings, <= 20 steps
@@ -209,7 +213,8 @@ def compute_panel(panel: str, ck, judge, params: dict, cache=None, progress=None
         return guidance_grid(ck, judge, SampleConfig(**params["config"]), params["weights"], params["seeds"], cache,
                              progress=progress)
     if panel == "sampler_speed":
-        configs = speed_configs(params["guidance"], tuple(params["interval"]), ck.schedule_config.T)
+        configs = speed_configs(params["guidance"], tuple(params["interval"]), ck.schedule_config.T,
+                                ck.schedule_config.kind == "flow")
         return sampling_figures(ck, judge, configs, per_class=params["per_class"], progress=progress)
     if panel == "class_samples":
         from .sampling import class_labels, sample, to_uint8

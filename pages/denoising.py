@@ -85,5 +85,8 @@ view.sampler_panel(ck, path, cfg, int(get("digit")), int(get("seed")))
 st.subheader("Few steps: why they are hard, and a distilled student (5.2, 5.3)")
 view.few_steps_panel(int(get("digit")), int(get("seed")))
 
+st.subheader("Flow matching beside DDPM: same network, another objective (5.3)")
+view.objectives_panel(int(get("digit")), int(get("seed")))
+
 st.subheader("Did the model copy a training digit? (5.2)")
 view.memorisation_panel(final)

@@ -394,3 +394,48 @@ def test_the_few_steps_panel_sets_the_student_beside_its_teacher_with_measured_w
             "Fréchet distance; its teacher at DDIM-25 with guidance, 99.5% and 1.89×") in text
     shown = list(app.session_state["pins._on_screen"])              # every figure drawn, by its caption or title
     assert any("x̂₀ at each of the student's 4 steps and its result (top)" in c for c in shown), shown
+
+
+def test_the_objectives_panel_sets_flow_matching_beside_ddpm_from_the_reports(app, runs_root, tmp_path, monkeypatch):
+    """Denoising's flow-vs-DDPM panel on stand-ins for the shipped `fast` and `flow` models: both x̂₀ rows, the
+    measured share of x̂₀'s change in the first fifth, and quality by steps read from the reports (a missing
+    report leaves its cell empty, not invented)."""
+    import shutil
+
+    import ui.denoising_view as dv
+    import ui.resources as res
+    from engine.checkpoints import read_configs, write_json_atomic
+
+    shipped = tmp_path / "shipped"
+    for name in ("fast", "flow", "distilled"):
+        shutil.copytree(runs_root / "tiny", shipped / name)
+    config, _ = read_configs(shipped / "flow")
+    config["schedule"]["kind"] = "flow"
+    config["recommended"].update(sampler="euler", steps=25)
+    write_json_atomic(shipped / "flow" / "config.json", config)
+    for folder, name, acc, ratio in [("fast", "report.json", 0.995, 1.89), ("flow", "report.json", 0.99, 1.95),
+                                     ("distilled", "reports/teacher_ddim-4.json", 0.885, 11.65),
+                                     ("flow", "reports/euler-4.json", 0.97, 4.2), ("flow", "reports/heun-4.json",
+                                                                                    0.98, 3.1)]:
+        (shipped / folder / name).parent.mkdir(exist_ok=True)
+        write_json_atomic(shipped / folder / name, {"accuracy": acc, "frechet_ratio_to_baseline": ratio,
+                                                    "n_samples": 1000})
+    monkeypatch.setattr(res, "SHIPPED_ROOT", shipped)
+    monkeypatch.setattr(dv, "DISTILLED", shipped / "distilled")
+    monkeypatch.setattr(dv, "FLOW", shipped / "flow")
+    monkeypatch.setattr(dv, "TWIN", shipped / "fast")
+    app.run()
+    app.switch_page("pages/denoising.py").run()
+    _ok(app)
+    text = " ".join(m.value for m in app.markdown)
+    assert "**Two objectives, one network.**" in text and "of the flow model's change comes in the first fifth" in text
+    assert "| 4 | 88.5% · 11.65× | 97.0% · 4.20× | 98.0% · 3.10× |" in text
+    assert "| 25 | 99.5% · 1.89× | 99.0% · 1.95× | – |" in text
+    assert any("At 4 steps the flow model reads 97.0% and 4.20×, the DDPM model 88.5% and 11.65×; at 25, 1.95× "
+               "and 1.89×" in c.value for c in app.caption)
+    shown = app.session_state["pins._on_screen"]                    # label -> what a learner can pin
+    assert any("the DDPM model with DDIM (top), the flow model with Euler (bottom)" in item.caption
+               for item in shown.values()), list(shown)
+    chart = next(c for c in _charts(app) if "Fréchet distance vs steps" in json.dumps(c["layout"].get("title"),
+                                                                                          ensure_ascii=False))
+    assert {t["name"] for t in chart["data"]} >= {"DDPM (fast), DDIM", "flow matching, Euler"}

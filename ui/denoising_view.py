@@ -311,7 +311,10 @@ def eps_panel(ck, path: str, digit: int) -> None:
     for col, (k, cap) in zip(cols, items):
         with col:
             widgets.show(e[k], caption=cap, scale=3)
-    st.markdown(f"The network is trained to output the noise that was added (ε-prediction). Here its error is "
+    what = ("The network is trained to output the noise that was added (ε-prediction)." if ck.schedule_config.kind
+            != "flow" else "This flow model's network outputs the velocity v = ε − x₀ (flow matching); the ε̂ "
+            "shown is what that velocity implies, ε̂ = k·x_t + (1 − s)·v (engine/schedule.py).")
+    st.markdown(f"{what} Here its error is "
                 f"**MSE {e['mse']:.4f}** per pixel, against a variance of {e['eps_var']:.2f} for ε itself "
                 f"(noise images shown on ±3 standard deviations). ᾱ_t = {e['alpha_bar']:.4f}: "
                 + ("at this low noise x_t is almost the clean digit, and the little noise in it is hard to tell "
@@ -456,9 +459,7 @@ def few_steps_panel(digit: int, seed: int) -> None:
                                                                        cols=k + 1, scale=3),
                output_format="PNG", caption=f"x̂₀ at each of the student's {k} steps and its result (top); the "
                                             f"teacher's DDIM-25 x̂₀ at the same t (bottom), digit {digit}, seed {seed}")
-    change = [float(np.abs(t_tr["x0"][j + 1].astype(float) - t_tr["x0"][j].astype(float)).mean())
-              for j in range(len(t_tr["x0"]) - 1)]
-    first, rest = sum(change[: len(change) // 5]), sum(change[len(change) // 5:])
+    first, rest = _x0_change(t_tr["x0"])
     s_rep, t_rep = resources.model_report(DISTILLED), resources.model_report(teacher_path)
     side = row.container(width=figures.PAIR_WIDTH)
     side.markdown(
@@ -476,3 +477,100 @@ def few_steps_panel(digit: int, seed: int) -> None:
             f"the real Fréchet distance; its teacher at DDIM-25 with guidance, {t_rep['accuracy']:.1%} and "
             f"{t_rep.get('frechet_ratio_to_baseline', float('nan')):.2f}×. Its guidance is baked in: w is fixed "
             "at the teacher's, and the student cannot be steered with it.")
+
+
+FLOW = resources.SHIPPED_ROOT / "flow"
+TWIN = resources.SHIPPED_ROOT / "fast"            # the DDPM model the flow model shares everything else with
+FEWER_STEPS = (2, 4, 8, 16)                       # the evaluations both models have below their 25 steps
+
+
+def objective_reports() -> dict[str, dict[int, dict]]:
+    """{line name: {steps: evaluate report}} of the DDPM model (DDIM) and the flow model (Euler, Heun) at 2-25
+    steps, 1,000 digits each at the same guidance, from their shipped reports (PROVENANCE says the commands)."""
+    lines = {"DDPM (fast), DDIM": {n: resources.model_report(DISTILLED, f"reports/teacher_ddim-{n}.json")
+                                   for n in FEWER_STEPS} | {25: resources.model_report(TWIN)},
+             "flow matching, Euler": {n: resources.model_report(FLOW, f"reports/euler-{n}.json")
+                                      for n in FEWER_STEPS} | {25: resources.model_report(FLOW)},
+             "flow matching, Heun (2N − 1 calls)": {n: resources.model_report(FLOW, f"reports/heun-{n}.json")
+                                                   for n in FEWER_STEPS}}
+    return {name: {n: r for n, r in by.items() if r.get("frechet_ratio_to_baseline") is not None}
+            for name, by in lines.items()}
+
+
+def _x0_change(x0: np.ndarray) -> tuple[float, float]:
+    """How much x̂₀ moves along a trajectory: the mean absolute change per pixel between consecutive frames
+    (grey levels), summed over the first fifth of the steps and over the rest."""
+    change = [float(np.abs(x0[j + 1].astype(float) - x0[j].astype(float)).mean()) for j in range(len(x0) - 1)]
+    return sum(change[: len(change) // 5]), sum(change[len(change) // 5:])
+
+
+def objectives_panel(digit: int, seed: int) -> None:
+    """Flow matching beside DDPM, on two models that differ only in their objective (same U-Net, data, steps,
+    batch and guidance): x̂₀ along each one's 25 deterministic steps from the same seed, how much x̂₀ moves early
+    and late, and quality against the number of steps from the models' evaluations."""
+    if not (FLOW / "weights.safetensors").exists() or not (TWIN / "weights.safetensors").exists():
+        st.caption("No flow-matching model is shipped (`python -m engine train --objective flow`, see "
+                   "checkpoints/flow/PROVENANCE.md): this panel compares it with its DDPM twin when there is one.")
+        return
+    flow, twin = resources.load_model(str(FLOW)), resources.load_model(str(TWIN))
+    f_cfg = flow.recommended.replace(sampler="euler", steps=25)
+    d_cfg = twin.recommended.replace(sampler="ddim", steps=25)
+    f_tr = cached_trajectory(str(FLOW), flow.sha256, digit, seed, f_cfg.to_dict())
+    d_tr = cached_trajectory(str(TWIN), twin.sha256, digit, seed, d_cfg.to_dict())
+    picks = [round(i * 25 / 8) for i in range(9)]
+    row = st.container(horizontal=True)
+    pins.image(row.container(width=figures.PAIR_WIDTH),
+               widgets.mosaic(np.stack([*d_tr["x0"][picks], *f_tr["x0"][picks]]), cols=len(picks), scale=2),
+               output_format="PNG",
+               caption=f"x̂₀ at steps {', '.join(map(str, picks[:-1]))} of 25 and the finished digit, digit {digit}, "
+                       f"seed {seed}: the DDPM model with DDIM (top), the flow model with Euler (bottom), "
+                       f"w = {f_cfg.guidance:g}")
+    d_early, d_late = _x0_change(d_tr["x0"])
+    f_early, f_late = _x0_change(f_tr["x0"])
+    side = row.container(width=figures.PAIR_WIDTH)
+    side.markdown(
+        "**Two objectives, one network.** Both models are the `fast` U-Net trained on the same digits for the same "
+        "12,000 steps of 128. The DDPM model learns the noise ε on the cosine schedule; the flow model learns the "
+        "velocity v = ε − x₀ along the straight line x = (1 − s)·x₀ + s·ε (flow matching, Lipman et al. 2023; "
+        "rectified flow, Liu et al. 2022). Both sample by the same update: a DDIM step is an Euler step of the "
+        "straight-line ODE (the engine tests they give the same images), so what differs is what was learnt and "
+        "where the steps fall (the flow model's levels are evenly spaced in s).")
+    d_share, f_share = d_early / max(d_early + d_late, 1e-9), f_early / max(f_early + f_late, 1e-9)
+    side.markdown(
+        f"**Along these 25 steps** x̂₀ changed by {d_early:.0f} grey levels per pixel (summed over steps) in the "
+        f"first fifth and {d_late:.0f} in the other four fifths for the DDPM model; {f_early:.0f} and "
+        f"{f_late:.0f} for the flow model: {f_share:.0%} of the flow model's change comes in the first fifth, "
+        f"against {d_share:.0%} of the DDPM model's"
+        + (" (its guess settles earlier)." if f_share > d_share + 0.02 else
+           " (its guess settles later)." if f_share < d_share - 0.02 else " (about the same).")
+        + " One digit and seed: change them above and compare.")
+    lines = objective_reports()
+    steps = sorted({n for by in lines.values() for n in by})
+    if not any(len(by) > 1 for by in lines.values()):
+        st.caption("The models' evaluations at fewer steps are missing (see the PROVENANCE files).")
+        return
+    ratios = {name: [by[n]["frechet_ratio_to_baseline"] if n in by else None for n in steps]
+              for name, by in lines.items() if by}
+    left, right = st.columns([3, 2], gap="medium")
+    pins.chart(left, figures.steps_fit_figure(
+        steps, ratios, 2.0, "Fréchet distance vs steps (1,000 digits each)",
+        colours={"DDPM (fast), DDIM": "#1f77b4", "flow matching, Euler": "#d62728",
+                 "flow matching, Heun (2N − 1 calls)": "#ff7f0e"},
+        y_title="Fréchet distance (× real-vs-real, log)", floor_label="1 = as close as real digits"),
+        key="denoising.objectives")
+    table = ["| steps | " + " | ".join(lines) + " |", "|---:|" + "---:|" * len(lines)]
+    for n in steps:
+        cells = [f"{by[n]['accuracy']:.1%} · {by[n]['frechet_ratio_to_baseline']:.2f}×" if n in by else "–"
+                 for by in lines.values()]
+        table.append(f"| {n} | " + " | ".join(cells) + " |")
+    right.markdown("Judge accuracy · Fréchet distance (× real-vs-real) by sampling steps:\n\n" + "\n".join(table))
+    both = [n for n in steps if n in lines["DDPM (fast), DDIM"] and n in lines["flow matching, Euler"]]
+    if both:
+        fewest = both[0]
+        d, f = lines["DDPM (fast), DDIM"][fewest], lines["flow matching, Euler"][fewest]
+        right.caption(
+            f"At {fewest} steps the flow model reads {f['accuracy']:.1%} and {f['frechet_ratio_to_baseline']:.2f}×, "
+            f"the DDPM model {d['accuracy']:.1%} and {d['frechet_ratio_to_baseline']:.2f}×; at 25, "
+            f"{lines['flow matching, Euler'].get(25, {}).get('frechet_ratio_to_baseline', float('nan')):.2f}× and "
+            f"{lines['DDPM (fast), DDIM'].get(25, {}).get('frechet_ratio_to_baseline', float('nan')):.2f}×. "
+            "The Geometry lab shows the same comparison on points you can see.")

@@ -321,7 +321,8 @@ def loss_vs_accuracy_figure(labels: list[str], losses: list[float], accuracies: 
                                                            tickformat=".0%")))
 
 
-SAMPLER_LABELS = {"ddim": "DDIM", "ddpm": "DDPM", "dpmpp-2m": "DPM-Solver++(2M)", "unipc": "UniPC"}
+SAMPLER_LABELS = {"ddim": "DDIM", "ddpm": "DDPM", "dpmpp-2m": "DPM-Solver++(2M)", "unipc": "UniPC", "euler": "Euler",
+                  "heun": "Heun"}
 
 
 def sampler_label(name: str) -> str:
@@ -630,15 +631,16 @@ def paths_figure(groups: list[dict], starts: np.ndarray, title: str, background=
 
 
 def steps_fit_figure(steps: list[int], ratios: dict[str, list[float]], good: float, title: str,
-                     colours: dict[str, str] | None = None) -> go.Figure:
+                     colours: dict[str, str] | None = None, y_title: str = "distance to data (× a fresh draw's, log)",
+                     floor_label: str = "1 = a fresh draw of the data") -> go.Figure:
     """Distance to the data (as a multiple of a fresh draw's) against the number of sampling steps, both on log
     axes, one line per sampler (`colours` by name); dotted lines at 1 (as close as a fresh draw of the data) and
     at `good`, labelled at opposite ends so they never print over each other."""
     colours = colours or {}
-    traces = [go.Scatter(x=steps, y=r, mode="lines+markers", name=name, line=dict(color=colours.get(name)))
-              for name, r in ratios.items()]
+    traces = [go.Scatter(x=steps, y=r, mode="lines+markers", name=name, line=dict(color=colours.get(name)),
+                         connectgaps=True) for name, r in ratios.items()]
     shapes, annotations = [], []
-    for level, text, side in ((1.0, "1 = a fresh draw of the data", "left"),
+    for level, text, side in ((1.0, floor_label, "left"),
                               (good, f"good fit (≤ {good:g}×)", "right")):
         shapes.append(dict(type="line", xref="paper", x0=0, x1=1, y0=level, y1=level,
                            line=dict(color="grey", dash="dot")))
@@ -646,8 +648,8 @@ def steps_fit_figure(steps: list[int], ratios: dict[str, list[float]], good: flo
                                 showarrow=False, xanchor=side, yanchor="bottom" if side == "right" else "top",
                                 font=dict(size=11, color="grey"), bgcolor="rgba(255,255,255,0.8)"))
     xaxis = dict(title="sampling steps (log scale)", type="log", tickvals=list(steps), ticktext=[str(s) for s in steps])
-    values = [v for r in ratios.values() for v in r if v > 0] + [0.9, good]
-    yaxis = _log_axis(dict(title="distance to data (× a fresh draw's, log)"), values)
+    values = [v for r in ratios.values() for v in r if v is not None and v > 0] + [0.9, good]
+    yaxis = _log_axis(dict(title=y_title), values)
     yaxis.update(range=[float(np.log10(min(values))) - 0.05, float(np.log10(max(values))) + 0.05])
     return go.Figure(traces, layout=_fast_layout(title, 340, xaxis=xaxis, yaxis=yaxis, shapes=shapes,
                                                  annotations=annotations))

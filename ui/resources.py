@@ -74,12 +74,13 @@ def _load_model(path: str, stamp: float):
     return load_checkpoint(path)
 
 
-def model_report(path: str | Path) -> dict:
-    """The model's evaluate report (report.json beside its weights), or {} when it has none or it is unreadable."""
+def model_report(path: str | Path, name: str = "report.json") -> dict:
+    """The model's evaluate report (report.json beside its weights, or another `name` there, e.g.
+    "reports/euler-4.json"), or {} when it has none or it is unreadable."""
     import json
 
     try:
-        report = json.loads((Path(path) / "report.json").read_text())
+        report = json.loads((Path(path) / name).read_text())
     except (OSError, ValueError):
         return {}
     return report if isinstance(report, dict) else {}

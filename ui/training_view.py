@@ -406,6 +406,8 @@ def runs_table(can_control: bool) -> None:
                "pass per image. images/s = images seen ÷ wall time, from meta.json: the shipped models were trained "
                "with different thread counts, partly side by side (see their PROVENANCE.md), so compare their cost "
                "with MFLOP."
+               + "".join(f" {_label(r)}'s final loss is its velocity MSE (flow matching's v = ε − x₀), another "
+                         "quantity than the others' ε-MSE." for r in rows if r.get("objective") == "flow")
                + "".join(f" Could not read {r['name']}: {without_paths(r['error'])}." for r in rows if "error" in r))
     ok = [r for r in rows if "error" not in r and r.get("judge_accuracy") is not None]
     if ok:
@@ -414,11 +416,11 @@ def runs_table(can_control: bool) -> None:
         bars = figures.model_accuracy_bars([_label(r) for r in ok], [r["judge_accuracy"] for r in ok], colours,
                                            [r.get("judged_on") or "" for r in ok], "judge accuracy", CHANCE)
         pins.chart(row.container(width=figures.PAIR_WIDTH), bars, key="training.cmp")
-        lossy = [r for r in ok if r.get("final_loss")]
+        lossy = [r for r in ok if r.get("final_loss") and r.get("objective") != "flow"]    # one quantity: ε-MSE
         if lossy:
             scatter = figures.loss_vs_accuracy_figure([_label(r) for r in lossy], [r["final_loss"] for r in lossy],
                                                       [r["judge_accuracy"] for r in lossy],
-                                                      [c for r, c in zip(ok, colours) if r.get("final_loss")])
+                                                      [c for r, c in zip(ok, colours) if r in lossy])
             pins.chart(row.container(width=figures.PAIR_WIDTH), scatter, key="training.loss_vs_acc")
         st.caption(_loss_vs_quality(lossy) + " Blue: shipped; orange: your runs. Red dashes: chance.")
     # Resume run: interrupted runs other than the one training now (a paused run resumes with Resume above:

@@ -29,7 +29,7 @@ DEFAULT_RUNS_ROOT = Path(__file__).resolve().parents[2] / "checkpoints" / "runs"
 DEFAULT_SHIPPED_ROOT = Path(__file__).resolve().parents[2] / "checkpoints"
 # The shipped diffusion models the runs table lists, as folders under the shipped root; a missing one (e.g. the
 # T = 1 `one-step` model before it ships) is left out, a broken one is listed with its error.
-SHIPPED_MODELS = ("default", "fast", "distilled", "ablations/deep", "ablations/no-skip", "ablations/no-time",
+SHIPPED_MODELS = ("default", "fast", "distilled", "flow", "ablations/deep", "ablations/no-skip", "ablations/no-time",
                   "ablations/plain-cnn", "one-step")
 BUCKET_PANEL = "bucket_loss"           # evidence/bucket_loss.json: unweighted eps-MSE per t/T decile
 
@@ -166,7 +166,8 @@ def _figures(folder: Path, files: ck.Files) -> dict:
                 images_per_s=round(meta.get("images_seen", 0) / wall, 1) if wall else None,
                 final_loss=final_loss(metrics), judge_accuracy=accuracy, judged_on=judged_on,
                 frechet_ratio=frechet, width=mc.base_channels, depth=mc.num_res_blocks, arch=mc.arch,
-                device=meta.get("device"), interrupted=step < tc.steps)
+                device=meta.get("device"), interrupted=step < tc.steps,
+                objective="flow" if config["schedule"].get("kind") == "flow" else "eps")   # what final_loss measures
 
 
 def _run_row(folder: Path) -> dict:
