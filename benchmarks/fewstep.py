@@ -3,8 +3,9 @@
 The bar (issue 21): judge accuracy >= 99 % and Fréchet distance <= 2x the real-vs-real baseline. Quality is read on
 1,000 digits (100 per class, seeds 0..: `engine evaluate`'s protocol, whose Fréchet needs that many), speed on 100
 (10 per class), the figure every sampling row of the bench reports. Candidates: the `fast` model with the multistep
-solvers of the sampler registry at few steps, and the distilled student at its recorded steps (one network call
-per step, guidance baked in). Every candidate is reported; the winner is the fastest that meets the bar.
+solvers of the sampler registry at few steps, the distilled student at its recorded steps (one network call
+per step, guidance baked in), and the `flow` model (the same network trained by flow matching) with Euler, UniPC
+and Heun. Every candidate is reported; the winner is the fastest that meets the bar.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from .timing import median_time
 ROOT = Path(__file__).resolve().parent.parent
 MIN_ACCURACY, MAX_FRECHET_RATIO = 0.99, 2.0
 SOLVER_STEPS = (5, 6, 8, 10)
+HEUN_STEPS = (3, 4, 5)             # 5, 7 and 9 network calls per digit (two per step, one on the last)
 
 
 def candidates(root: Path = ROOT) -> list[tuple[Path, str, int]]:
@@ -36,6 +38,10 @@ def candidates(root: Path = ROOT) -> list[tuple[Path, str, int]]:
     fast = root / "checkpoints" / "fast"
     if (fast / "weights.safetensors").exists():
         out += [(fast, sampler, steps) for sampler in ("unipc", "dpmpp-2m") for steps in SOLVER_STEPS]
+    flow = root / "checkpoints" / "flow"             # the same network trained by flow matching
+    if (flow / "weights.safetensors").exists():
+        out += [(flow, sampler, steps) for sampler in ("euler", "unipc") for steps in SOLVER_STEPS]
+        out += [(flow, "heun", steps) for steps in HEUN_STEPS]
     return out
 
 

@@ -100,6 +100,20 @@ def test_fewstep_figures_pick_the_fastest_candidate_that_meets_the_bar(tmp_path,
     assert (r["sample_100_fewstep_s"], r["sample_fewstep_sampler"], r["sample_fewstep_steps"]) == (0.2, "unipc", 8)
 
 
+def test_fewstep_candidates_include_the_flow_model_with_its_samplers(tmp_path, monkeypatch):
+    from benchmarks import fewstep
+    from engine.checkpoints import save_checkpoint
+    from engine.config import SampleConfig
+
+    mc = TINY_MODEL.replace(patch_size=2)
+    save_checkpoint(tmp_path / "checkpoints" / "flow", model=build_model(mc), ema_model=None, model_config=mc,
+                    schedule_config=ScheduleConfig(kind="flow", T=50), train_config=None,
+                    recommended=SampleConfig(sampler="euler", guidance=0.4, guidance_interval=(0.6, 1.0)))
+    monkeypatch.setattr(fewstep, "SOLVER_STEPS", (5,))
+    assert [(p.name, s, n) for p, s, n in fewstep.candidates(tmp_path)] == [
+        ("flow", "euler", 5), ("flow", "unipc", 5), ("flow", "heun", 3), ("flow", "heun", 4), ("flow", "heun", 5)]
+
+
 def test_run_bench_keeps_its_signature():
     import inspect
 
