@@ -105,3 +105,37 @@ def test_sampler_note_quotes_the_recorded_timings():
         return
     slow = max(entry["result"], key=lambda r: r["seconds"])
     assert f"**{slow['seconds']:.1f} s**" in text and slow["sampler"] == "ddpm"
+
+
+def test_objective_note_quotes_the_flow_and_ddpm_reports():
+    """5.3: the flow model and its DDPM twin, each figure read back from their reports here."""
+    text = notes.note("5.3")
+    flow = json.loads((ROOT / "flow" / "report.json").read_text())
+    fast = json.loads((ROOT / "fast" / "report.json").read_text())
+    assert f"**{notes.pct(flow['accuracy'])}** and {notes.ratio(flow)} Fréchet" in text
+    assert f"{notes.pct(fast['accuracy'])} and {notes.ratio(fast)} for the DDPM model" in text
+    for n in (4, 8):
+        f = json.loads((ROOT / "flow" / "reports" / f"euler-{n}.json").read_text())
+        d = json.loads((ROOT / "distilled" / "reports" / f"teacher_ddim-{n}.json").read_text())
+        assert f["sample_config"]["steps"] == d["sample_config"]["steps"] == n
+        assert f["sample_config"]["sampler"] == "euler" and d["sample_config"]["sampler"] == "ddim"
+        assert f["sample_config"]["guidance"] == d["sample_config"]["guidance"]          # a like-for-like row
+        assert f"At {n} steps: flow {notes.ratio(f)}, DDPM {notes.ratio(d)}" in text
+
+
+def test_geometry_pointers_open_the_lab_with_settings_it_accepts():
+    """The notes' links to the Geometry lab carry only parameters the page reads, at values it accepts."""
+    import re
+    from urllib.parse import parse_qs, urlsplit
+
+    from ui import state
+    source = (ROOT.parent / "pages" / "geometry.py").read_text()
+    for number, text in notes.GEOMETRY.items():
+        assert text in notes.note(number)
+        for link in re.findall(r"\]\((/geometry\?[^)]*)\)", text):
+            query = {k: v[0] for k, v in parse_qs(urlsplit(link).query).items()}
+            for name in query:
+                assert f'state.Param("{name}"' in source, (number, name)
+            assert query["data"] == "moons"
+            if "t" in query:
+                assert state.float_in(0.01, 1.0)(query["t"]) == float(query["t"])
