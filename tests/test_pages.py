@@ -428,7 +428,8 @@ def test_the_objectives_panel_sets_flow_matching_beside_ddpm_from_the_reports(ap
     app.switch_page("pages/denoising.py").run()
     _ok(app)
     text = " ".join(m.value for m in app.markdown)
-    assert "**Two objectives, one network.**" in text and "of the flow model's change comes in the first fifth" in text
+    assert "**Two objectives, one network.**" in text and "The flow model's first guess, from pure noise," in text
+    assert "| steps | DDPM · DDIM | flow · Euler | flow · Heun |" in text
     assert "| 4 | 88.5% · 11.65× | 97.0% · 4.20× | 98.0% · 3.10× |" in text
     assert "| 25 | 99.5% · 1.89× | 99.0% · 1.95× | – |" in text
     assert any("At 4 steps the flow model reads 97.0% and 4.20×, the DDPM model 88.5% and 11.65×; at 25, 1.95× "
@@ -436,6 +437,6 @@ def test_the_objectives_panel_sets_flow_matching_beside_ddpm_from_the_reports(ap
     shown = app.session_state["pins._on_screen"]                    # label -> what a learner can pin
     assert any("the DDPM model with DDIM (top), the flow model with Euler (bottom)" in item.caption
                for item in shown.values()), list(shown)
-    chart = next(c for c in _charts(app) if "Fréchet distance vs steps" in json.dumps(c["layout"].get("title"),
+    chart = next(c for c in _charts(app) if "Fréchet vs steps" in json.dumps(c["layout"].get("title"),
                                                                                           ensure_ascii=False))
     assert {t["name"] for t in chart["data"]} >= {"DDPM (fast), DDIM", "flow matching, Euler"}

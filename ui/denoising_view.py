@@ -517,6 +517,7 @@ def objectives_panel(digit: int, seed: int) -> None:
     d_cfg = twin.recommended.replace(sampler="ddim", steps=25)
     f_tr = cached_trajectory(str(FLOW), flow.sha256, digit, seed, f_cfg.to_dict())
     d_tr = cached_trajectory(str(TWIN), twin.sha256, digit, seed, d_cfg.to_dict())
+    twin_ab = d_tr["alpha_bar"][0]
     picks = [round(i * 25 / 8) for i in range(9)]
     row = st.container(horizontal=True)
     pins.image(row.container(width=figures.PAIR_WIDTH),
@@ -527,6 +528,7 @@ def objectives_panel(digit: int, seed: int) -> None:
                        f"w = {f_cfg.guidance:g}")
     d_early, d_late = _x0_change(d_tr["x0"])
     f_early, f_late = _x0_change(f_tr["x0"])
+    gap = lambda tr: float(np.abs(tr["x0"][0].astype(float) - tr["x0"][-1].astype(float)).mean())  # noqa: E731
     side = row.container(width=figures.PAIR_WIDTH)
     side.markdown(
         "**Two objectives, one network.** Both models are the `fast` U-Net trained on the same digits for the same "
@@ -535,14 +537,13 @@ def objectives_panel(digit: int, seed: int) -> None:
         "rectified flow, Liu et al. 2022). Both sample by the same update: a DDIM step is an Euler step of the "
         "straight-line ODE (the engine tests they give the same images), so what differs is what was learnt and "
         "where the steps fall (the flow model's levels are evenly spaced in s).")
-    d_share, f_share = d_early / max(d_early + d_late, 1e-9), f_early / max(f_early + f_late, 1e-9)
     side.markdown(
-        f"**Along these 25 steps** x̂₀ changed by {d_early:.0f} grey levels per pixel (summed over steps) in the "
-        f"first fifth and {d_late:.0f} in the other four fifths for the DDPM model; {f_early:.0f} and "
-        f"{f_late:.0f} for the flow model: {f_share:.0%} of the flow model's change comes in the first fifth, "
-        f"against {d_share:.0%} of the DDPM model's"
-        + (" (its guess settles earlier)." if f_share > d_share + 0.02 else
-           " (its guess settles later)." if f_share < d_share - 0.02 else " (about the same).")
+        f"**Along these 25 steps** x̂₀ moved by {d_early + d_late:.0f} grey levels per pixel in all (summed over "
+        f"steps; {d_early:.0f} in the first fifth) for the DDPM model and by {f_early + f_late:.0f} "
+        f"({f_early:.0f}) for the flow model. The flow model's first guess, from pure noise, is {gap(f_tr):.0f} "
+        f"grey levels per pixel from its finished digit; the DDPM model's is {gap(d_tr):.0f}"
+        + (" (at its first level x̂₀ divides the network's error by √ᾱ ≈ "
+           f"{twin_ab ** 0.5:.0e}: what shows is amplified noise, clipped)." if twin_ab < 1e-3 else ".")
         + " One digit and seed: change them above and compare.")
     lines = objective_reports()
     steps = sorted({n for by in lines.values() for n in by})
@@ -551,14 +552,17 @@ def objectives_panel(digit: int, seed: int) -> None:
         return
     ratios = {name: [by[n]["frechet_ratio_to_baseline"] if n in by else None for n in steps]
               for name, by in lines.items() if by}
-    left, right = st.columns([3, 2], gap="medium")
+    row = st.container(horizontal=True)
+    left, right = row.container(width=figures.PAIR_WIDTH), row.container(width=figures.PAIR_WIDTH)
     pins.chart(left, figures.steps_fit_figure(
-        steps, ratios, 2.0, "Fréchet distance vs steps (1,000 digits each)",
+        steps, ratios, 2.0, "Fréchet vs steps (1,000 digits each)",
         colours={"DDPM (fast), DDIM": "#1f77b4", "flow matching, Euler": "#d62728",
                  "flow matching, Heun (2N − 1 calls)": "#ff7f0e"},
-        y_title="Fréchet distance (× real-vs-real, log)", floor_label="1 = as close as real digits"),
+        y_title="Fréchet (× real-vs-real, log)", floor_label="1 = as close as real digits"),
         key="denoising.objectives")
-    table = ["| steps | " + " | ".join(lines) + " |", "|---:|" + "---:|" * len(lines)]
+    short = {"DDPM (fast), DDIM": "DDPM · DDIM", "flow matching, Euler": "flow · Euler",
+             "flow matching, Heun (2N − 1 calls)": "flow · Heun"}
+    table = ["| steps | " + " | ".join(short[name] for name in lines) + " |", "|---:|" + "---:|" * len(lines)]
     for n in steps:
         cells = [f"{by[n]['accuracy']:.1%} · {by[n]['frechet_ratio_to_baseline']:.2f}×" if n in by else "–"
                  for by in lines.values()]
@@ -573,4 +577,5 @@ def objectives_panel(digit: int, seed: int) -> None:
             f"the DDPM model {d['accuracy']:.1%} and {d['frechet_ratio_to_baseline']:.2f}×; at 25, "
             f"{lines['flow matching, Euler'].get(25, {}).get('frechet_ratio_to_baseline', float('nan')):.2f}× and "
             f"{lines['DDPM (fast), DDIM'].get(25, {}).get('frechet_ratio_to_baseline', float('nan')):.2f}×. "
-            "The Geometry lab shows the same comparison on points you can see.")
+            "Heun makes 2N − 1 model evaluations for N steps. The Geometry lab trains both objectives on 2-D points, "
+            "where every path can be seen.")
