@@ -262,9 +262,9 @@ def test_an_answer_survives_show_me_the_sidebar_a_reload_and_a_server_restart(tm
         page = _open(browser, f"{url}/worksheet")
         page.locator(box).fill(answer)
         page.locator(box).press("Tab")                      # leaving the box saves it
-        expect(page.locator(".st-key-worksheet-show-1-2 button")).to_be_visible()
         page.wait_for_timeout(500)
         page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]", timeout=60_000)
+        expect(page.locator(".st-key-worksheet-show-1-2 button")).to_have_count(1)    # not a stale copy beside it
         page.locator(".st-key-worksheet-show-1-2 button").click()
         page.wait_for_url("**/forward_process**", timeout=60_000)
         expect(page.get_by_text("noise level t")).to_be_visible(timeout=60_000)      # the learner looks at it
@@ -278,8 +278,16 @@ def test_an_answer_survives_show_me_the_sidebar_a_reload_and_a_server_restart(tm
         page.get_by_text("Pin a figure to an answer").click()
         pin = page.locator(".st-key-pins-pin button").first     # (a button with help= holds a second one for it)
         expect(pin).to_be_visible(timeout=30_000)
-        page.locator(".st-key-pins-figure input").click()        # the histogram, to 1.2 (the Show me's prompt)
-        page.get_by_role("option").filter(has_text="pixels of x_t vs N(0, 1)").click()
+        option = page.get_by_role("option").filter(has_text="pixels of x_t vs N(0, 1)")
+        for attempt in range(3):                                 # the histogram, to 1.2 (the Show me's prompt); a
+            page.locator(".st-key-pins-figure input").click()    # click while the expander still opens is lost
+            try:
+                option.wait_for(timeout=10_000)
+                break
+            except Exception:
+                if attempt == 2:
+                    raise
+        option.click()
         page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]", timeout=60_000)
         pin.click()
         expect(page.get_by_text("to your answer to 1.2")).to_be_visible(timeout=60_000)

@@ -174,7 +174,7 @@ def test_clip_guidance_moves_the_clean_estimate_towards_the_caption(scorer, held
     from engine.clip_eval import clip_guided_eps
     from engine.config import ScheduleConfig
 
-    monkeypatch.setattr(engine.sampling, "guided_eps", lambda model, x, t, y, w, style=None: torch.zeros_like(x))
+    monkeypatch.setattr(engine.sampling, "guided_eps", lambda model, x, t, y, w, style=None, schedule=None: torch.zeros_like(x))
     schedule = NoiseSchedule(ScheduleConfig())
     labels, t = held.labels[:8], 200
     noise = torch.randn(8, 1, 28, 28, generator=torch.Generator().manual_seed(0))
