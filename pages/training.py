@@ -10,8 +10,8 @@ ui.ensure_frame()
 
 st.title("Training")
 st.caption("The charts show how the shipped model learned, from what it recorded while it was trained. Start a run "
-           "(the `live` preset, the default, draws digits the judge reads right within about a minute on a 2-core "
-           "CPU) to watch the loss, the loss per noise "
+           "(the `live` preset, the default, trained by flow matching, draws digits the judge reads right within "
+           "about 30 s on a 2-core CPU) to watch the loss, the loss per noise "
            "level and the judge's accuracy move live above them. Training keeps going while you use other pages.")
 can_control = roles.is_instructor()
 if not can_control:

@@ -64,7 +64,10 @@ def start_form(can_control: bool) -> None:
         c1, c2, c3 = st.columns(3)
         lr = c1.number_input("Learning rate", 1e-6, 1.0, value=PRESETS[preset].train.lr, format="%.5f")
         T = c2.number_input("T (diffusion steps)", 1, 10000, value=PRESETS[preset].schedule.T)
-        kind = c3.selectbox("Schedule", ["cosine", "linear"], index=0)
+        kinds = ["cosine", "linear", "flow"]
+        kind = c3.selectbox("Schedule", kinds, index=kinds.index(PRESETS[preset].schedule.kind),
+                            help="cosine / linear: DDPM's noise prediction on that schedule; flow: flow matching, the "
+                                 "velocity ε − x₀ on the straight path x = (1 − s)·x₀ + s·ε")
         p_uncond = st.slider("p_uncond (label dropout)", 0.0, 1.0, PRESETS[preset].train.p_uncond, 0.05)
         init = st.selectbox("Start from", ["fresh weights"] + list(resources.model_choices()),
                             help="'Train on top of' a shipped model or another run of the same architecture")

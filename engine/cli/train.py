@@ -32,9 +32,9 @@ def add_train(sub) -> None:
     src.add_argument("--preset", help="default (the default), " + ", ".join(p for p in PRESETS if p != "default"))
     src.add_argument("--config", help="JSON file with model/schedule/train/recommended sections")
     t.add_argument("--objective", choices=("eps", "flow"),
-                   help="eps (the default): DDPM's noise prediction on the preset's schedule; flow: flow matching, "
-                        "the velocity noise - x0 on the linear path x = (1 - s) x0 + s noise (schedule kind 'flow'; "
-                        "sampled with euler or heun)")
+                   help="eps: DDPM's noise prediction (on the preset's schedule; cosine for a flow preset); flow: "
+                        "flow matching, the velocity noise - x0 on the linear path x = (1 - s) x0 + s noise (schedule "
+                        "kind 'flow'; sampled with euler or heun). Default: the preset's own (flow for live)")
     t.add_argument("--steps", type=int)
     t.add_argument("--batch-size", type=int, help="with --resume: the batch size from here on")
     t.add_argument("--lr", type=float, help="with --resume: the learning rate from here on (say after a NaN stop)")
@@ -190,7 +190,7 @@ def _resume_run(a: argparse.Namespace, device, out: Path):
 
 def _configs(a: argparse.Namespace):
     """(model, schedule, train, recommended) configs from --config or --preset, with the flags' overrides."""
-    from ..config import ConfigError, ModelConfig, SampleConfig, ScheduleConfig, TrainConfig
+    from ..config import ModelConfig, SampleConfig, ScheduleConfig, TrainConfig
     from ..presets import get_preset
 
     if a.config:
@@ -207,8 +207,8 @@ def _configs(a: argparse.Namespace):
         mc = ModelConfig.from_dict({**mc.to_dict(), **_parse_sets(a.model_set)})
     if a.objective == "flow" and sc.kind != "flow":
         sc, rec = sc.replace(kind="flow"), rec.replace(sampler="euler")
-    elif a.objective == "eps" and sc.kind == "flow":
-        raise ConfigError("--objective eps with a 'flow' schedule: give the schedule kind cosine or linear")
+    elif a.objective == "eps" and sc.kind == "flow":          # e.g. the live preset with DDPM's objective
+        sc, rec = sc.replace(kind="cosine"), rec.replace(sampler="ddim")
     return mc, sc, tc, rec
 
 
