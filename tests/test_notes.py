@@ -139,3 +139,7 @@ def test_geometry_pointers_open_the_lab_with_settings_it_accepts():
             assert query["data"] == "moons"
             if "t" in query:
                 assert state.float_in(0.01, 1.0)(query["t"]) == float(query["t"])
+            if "sampler" in query:                       # the lab's default objective (DDPM) offers it
+                from engine.geometry import SAMPLERS
+                from ui.geometry_view import SAMPLING_STEPS
+                assert query["sampler"] in SAMPLERS["ddpm"] and int(query["n"]) in SAMPLING_STEPS
